@@ -1,0 +1,1 @@
+"""Fixtures: core (filled in by its issue)."""

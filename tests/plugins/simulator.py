@@ -1,0 +1,1 @@
+"""Fixtures: simulator (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Fixtures: store (filled in by its issue)."""
