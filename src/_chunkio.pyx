@@ -1,0 +1,1 @@
+# placeholder: the compiled copier core is being written (issue 3)
