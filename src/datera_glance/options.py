@@ -1,0 +1,319 @@
+"""Configuration options of the Datera EDF image store.
+
+The upstream driver's eight options keep their names and defaults, so existing
+``glance-api.conf`` files keep working. Every option lives in the backend's group
+(multistore, ``enabled_backends = NAME:datera``) or in ``[glance_store]`` (legacy).
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+GiB = 1024**3
+MiB = 1024**2
+
+DEFAULT_PORT = 7718
+DEFAULT_TENANT = "/root"
+DEFAULT_REPLICA_COUNT = 3
+PLACEMENT_MODES = ("hybrid", "single_flash", "all_flash")
+DEFAULT_CHUNK_SIZE = 1 * GiB
+API_VERSIONS = ("auto", "2.2", "2.1")
+CONNECTORS = ("iscsi", "local")
+DEFAULT_IMAGE_SIZE_GIB = 1
+DEFAULT_IO_BUFFER_SIZE = 4 * MiB
+DEFAULT_IO_DEPTH = 2
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_RETRY_DEADLINE = 120.0
+DEFAULT_ROOTWRAP_CONFIG = "/etc/glance/rootwrap.conf"
+
+_OPTS: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "datera_san_ip",
+        help="""
+Host name or IP address of the Datera EDF cluster's management interface.
+
+Required. Locations of stored images carry this address (``datera://IP:PORT/...``) so that
+glance can tell which backend an image belongs to.
+
+Possible values:
+    * A host name, an IPv4 address or an IPv6 address
+
+Related options:
+    * datera_san_port
+    * datera_san_login
+    * datera_san_password
+""",
+    ),
+    cfg.StrOpt(
+        "datera_san_login",
+        help="""
+User name for the Datera EDF REST API.
+
+Required.
+
+Related options:
+    * datera_san_password
+""",
+    ),
+    cfg.StrOpt(
+        "datera_san_password",
+        secret=True,
+        help="""
+Password for the Datera EDF REST API.
+
+Required. Never logged.
+
+Related options:
+    * datera_san_login
+""",
+    ),
+    cfg.PortOpt(
+        "datera_san_port",
+        default=DEFAULT_PORT,
+        help="""
+TCP port of the Datera EDF REST API.
+
+7718 is the HTTPS port, 7717 the plain HTTP port.
+
+Related options:
+    * datera_ssl
+""",
+    ),
+    cfg.StrOpt(
+        "datera_tenant_id",
+        default=DEFAULT_TENANT,
+        help="""
+Datera tenant under which images are stored.
+
+Missing tenants are created (every level). A short name ``a`` means ``/root/a``.
+
+Possible values:
+    * ``/root``
+    * A tenant path such as ``/root/glance`` or ``/root/a/b``, or a name such as ``glance``
+""",
+    ),
+    cfg.IntOpt(
+        "datera_replica_count",
+        default=DEFAULT_REPLICA_COUNT,
+        min=1,
+        help="""
+Number of replicas of each image volume.
+""",
+    ),
+    cfg.StrOpt(
+        "datera_placement_mode",
+        default="hybrid",
+        choices=PLACEMENT_MODES,
+        help="""
+Media placement of image volumes.
+
+Possible values:
+    * ``hybrid``: hybrid placement
+    * ``single_flash``: one replica on flash
+    * ``all_flash``: every replica on flash
+""",
+    ),
+    cfg.IntOpt(
+        "datera_chunk_size",
+        default=DEFAULT_CHUNK_SIZE,
+        min=1,
+        help="""
+Growth step, in bytes, for uploads whose size is not known in advance.
+
+An upload without a size (a chunked upload) starts with a volume of
+``datera_default_image_size`` GiB; whenever it is full, the volume grows by this step, rounded
+up to whole GiB, and the step doubles after each growth, up to 64 GiB.
+
+This option no longer decides how much memory a transfer uses: data is copied through a few
+buffers of ``datera_io_buffer_size`` bytes whatever this value is.
+
+Related options:
+    * datera_default_image_size
+    * datera_io_buffer_size
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_ssl",
+        help="""
+Use HTTPS for the Datera EDF REST API.
+
+Unset: HTTPS, except on port 7717 (the plain HTTP port).
+
+Related options:
+    * datera_san_port
+    * datera_ssl_verify
+    * datera_ssl_ca_file
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_ssl_verify",
+        default=True,
+        help="""
+Verify the cluster's TLS certificate.
+
+Related options:
+    * datera_ssl_ca_file
+""",
+    ),
+    cfg.StrOpt(
+        "datera_ssl_ca_file",
+        help="""
+CA bundle used to verify the cluster's TLS certificate.
+
+Unset: the system's trusted CAs.
+
+Related options:
+    * datera_ssl_verify
+""",
+    ),
+    cfg.StrOpt(
+        "datera_api_version",
+        default="auto",
+        choices=API_VERSIONS,
+        help="""
+Datera EDF REST API version.
+
+Possible values:
+    * ``auto``: the newest version the cluster offers (2.2, else 2.1)
+    * ``2.2``
+    * ``2.1``
+""",
+    ),
+    cfg.StrOpt(
+        "datera_connector",
+        default="iscsi",
+        choices=CONNECTORS,
+        help="""
+How image volumes are attached to the glance-api host.
+
+Possible values:
+    * ``iscsi``: os-brick's iSCSI connector (production)
+    * ``local``: os-brick's LOCAL connector on the device path that the Datera EDF simulator
+      reports (tests and demos)
+
+Related options:
+    * datera_use_chap
+    * datera_initiator_name
+""",
+    ),
+    cfg.StrOpt(
+        "datera_initiator_name",
+        help="""
+iSCSI initiator name registered in app instance ACLs for this host.
+
+Used only where os-brick reports no initiator of its own (the ``local`` connector, or hosts
+without ``/etc/iscsi/initiatorname.iscsi``).
+
+Related options:
+    * datera_connector
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_use_chap",
+        default=False,
+        help="""
+Protect image volumes with CHAP.
+
+Credentials are derived per app instance from the cluster password, set on the storage
+instance and handed to os-brick; they are never stored or logged.
+
+Related options:
+    * datera_connector
+""",
+    ),
+    cfg.IntOpt(
+        "datera_default_image_size",
+        default=DEFAULT_IMAGE_SIZE_GIB,
+        min=1,
+        help="""
+Initial volume size, in GiB, of an upload whose size is not known in advance.
+
+Related options:
+    * datera_chunk_size
+""",
+    ),
+    cfg.IntOpt(
+        "datera_io_buffer_size",
+        default=DEFAULT_IO_BUFFER_SIZE,
+        min=4096,
+        max=64 * MiB,
+        help="""
+Size in bytes of each aligned O_DIRECT buffer used to copy image data.
+
+Also the size of the pieces a download is sent in. Memory per transfer is about
+``(datera_io_depth + 2) * datera_io_buffer_size``. Rounded up to a multiple of 4096.
+
+Related options:
+    * datera_io_depth
+""",
+    ),
+    cfg.IntOpt(
+        "datera_io_depth",
+        default=DEFAULT_IO_DEPTH,
+        min=1,
+        max=64,
+        help="""
+Number of O_DIRECT reads or writes kept in flight on the device per transfer.
+
+Related options:
+    * datera_io_buffer_size
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_skip_zero_blocks",
+        default=False,
+        help="""
+Do not write all-zero blocks of an image (thin provisioning).
+
+New Datera volumes read back zeros where never written, so skipping zero blocks saves space
+and time for sparse images. Like ``rbd_thin_provisioning`` and
+``filesystem_thin_provisioning``.
+""",
+    ),
+    cfg.FloatOpt(
+        "datera_request_timeout",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        min=1,
+        help="""
+Seconds to wait for the cluster's answer to one REST request.
+
+Related options:
+    * datera_retry_deadline
+""",
+    ),
+    cfg.FloatOpt(
+        "datera_retry_deadline",
+        default=DEFAULT_RETRY_DEADLINE,
+        min=0,
+        help="""
+Seconds during which one REST call is retried on connection errors and HTTP 503.
+
+Also the time allowed for a storage instance to become available after an attach or a resize.
+
+Related options:
+    * datera_request_timeout
+""",
+    ),
+    cfg.StrOpt(
+        "datera_rootwrap_config",
+        default=DEFAULT_ROOTWRAP_CONFIG,
+        deprecated_opts=[cfg.DeprecatedOpt("datera_glance_rootwrap_config")],
+        help="""
+Path to the rootwrap configuration used for privileged commands.
+
+Commands run as ``sudo glance-rootwrap <this file> ...``: os-brick's privsep helper, and the
+temporary ``chown`` of an attached device when glance-api does not run as root. The shipped
+``etc/glance/rootwrap.d/images.filters`` lists what is allowed.
+""",
+    ),
+]
+
+
+def get_opts() -> list[cfg.Opt]:
+    """Return fresh copies of the options (glance registers them per backend group)."""
+    return list(_OPTS)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Options for oslo-config-generator (entry point ``oslo.config.opts: datera_glance``)."""
+    return [("glance_store", get_opts())]
