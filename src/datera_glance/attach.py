@@ -1,0 +1,405 @@
+"""From an app instance to a local block device path, and back.
+
+One host attaches an image's volume once, however many threads and worker processes read it:
+users are recorded in a small JSON file per image under ``lock_path``, changed only under an
+external (inter-process) lock, and the last user disconnects. Several glance-api hosts share a
+cluster, so a user never takes an app instance offline and never removes an ACL entry: a
+complete image stays online with the initiators of every host that read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import shlex
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from oslo_concurrency import lockutils
+
+if TYPE_CHECKING:
+    from datera_glance.edf import EdfClient, models
+
+LOG = logging.getLogger(__name__)
+
+ISCSI_PORT = 3260
+# Keys of os-brick connection properties that must never reach a file or a log.
+_SECRET_KEYS = ("auth_password", "auth_username", "discovery_auth_password")
+
+
+class AttachError(Exception):
+    """The volume could not be attached or detached on this host."""
+
+
+class Connector(Protocol):
+    """The part of an os-brick ``InitiatorConnector`` this module uses."""
+
+    def get_connector_properties(
+        self, root_helper: str, *args: Any, **kwargs: Any
+    ) -> dict[str, Any]: ...
+
+    def connect_volume(self, connection_properties: dict[str, Any]) -> dict[str, Any]: ...
+
+    def disconnect_volume(
+        self,
+        connection_properties: dict[str, Any],
+        device_info: dict[str, Any],
+        force: bool = False,
+        ignore_errors: bool = False,
+    ) -> None: ...
+
+
+#: ``(protocol, root_helper) -> Connector``; protocol is os-brick's ``"ISCSI"`` or ``"LOCAL"``.
+ConnectorFactory = Callable[[str, str], Connector]
+#: ``processutils.execute``-compatible: ``executor(*cmd, run_as_root=..., root_helper=...)``.
+Executor = Callable[..., Any]
+
+_privsep_lock = threading.Lock()
+_privsep_ready = False
+
+
+def os_brick_connector_factory(protocol: str, root_helper: str) -> Connector:
+    """Build a real os-brick connector.
+
+    The iSCSI connector runs its commands through os-brick's privsep daemon; it is started
+    through ``root_helper`` (``sudo glance-rootwrap ...``, whose filters allow
+    ``privsep-helper``), as glance's cinder store does. LOCAL runs no commands.
+    """
+    global _privsep_ready
+    import os_brick
+    from os_brick.initiator import connector as brick_connector
+    from oslo_config import cfg
+
+    if protocol != "LOCAL":
+        with _privsep_lock:
+            if not _privsep_ready:
+                from oslo_privsep import priv_context
+
+                os_brick.setup(cfg.CONF)
+                priv_context.init(root_helper=shlex.split(root_helper))
+                _privsep_ready = True
+    conn: Connector = brick_connector.InitiatorConnector.factory(
+        protocol, root_helper, use_multipath=False, device_scan_attempts=10
+    )
+    return conn
+
+
+def processutils_executor(*cmd: str, **kwargs: Any) -> Any:
+    """Run a command the way glance's cinder store does (rootwrap as root helper)."""
+    from oslo_concurrency import processutils
+
+    return processutils.execute(*cmd, **kwargs)
+
+
+@dataclass(frozen=True)
+class AttachSettings:
+    """What attaching needs from the store configuration."""
+
+    connector: str  # "iscsi" | "local"
+    lock_path: str
+    scope: str  # identifies the cluster + tenant; keeps lock files of two backends apart
+    initiator_name: str | None = None
+    use_chap: bool = False
+    chap_key: bytes = field(default=b"", repr=False)  # derives CHAP secrets; never logged
+    rootwrap_config: str = "/etc/glance/rootwrap.conf"
+    wait_timeout: float = 120.0
+
+    @property
+    def root_helper(self) -> str:
+        return f"sudo glance-rootwrap {self.rootwrap_config}"
+
+    @property
+    def protocol(self) -> str:
+        return "ISCSI" if self.connector == "iscsi" else "LOCAL"
+
+
+def chap_credentials(key: bytes, ai_uuid: str) -> tuple[str, str]:
+    """CHAP user and secret for one app instance.
+
+    Derived (HMAC-SHA256 keyed by the cluster password) rather than random, so every glance-api
+    host computes the same credentials without storing or exchanging a secret. 16 characters:
+    the longest secret every iSCSI target accepts.
+    """
+    digest = hmac.new(key, ai_uuid.encode(), hashlib.sha256).hexdigest()
+    return f"glance-{ai_uuid.replace('-', '')[:12]}", digest[:16]
+
+
+def iscsi_properties(
+    si: models.StorageInstance, chap: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """os-brick ISCSI connection properties for a storage instance's ``access``."""
+    if not si.ips or not si.iqn:
+        raise AttachError(f"storage instance {si.path} has no iSCSI access (ips/iqn)")
+    props: dict[str, Any] = {
+        "target_portal": f"{si.ips[0]}:{ISCSI_PORT}",
+        "target_iqn": si.iqn,
+        "target_lun": 0,
+        "target_discovered": False,
+        "discard": False,
+    }
+    if chap is not None:
+        props.update(auth_method="CHAP", auth_username=chap[0], auth_password=chap[1])
+    return props
+
+
+class Attachment:
+    """One user's hold on an attached device; ``close()`` releases it (idempotent)."""
+
+    def __init__(self, attacher: Attacher, key: str, token: str, path: str) -> None:
+        self._attacher = attacher
+        self._key = key
+        self._token = token
+        self.path = path
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._attacher._release(self._key, self._token)
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Attacher:
+    """Attach app instances to this host, shared between threads and processes.
+
+    :param client: the EDF client (thread-safe, shared with the Store).
+    :param settings: attach configuration.
+    :param connector_factory: builds os-brick connectors; tests inject a fake.
+    :param executor: runs privileged commands (the temporary ``chown``); tests inject a fake.
+    :param geteuid: the user glance-api runs as; tests play a non-root glance-api.
+    """
+
+    def __init__(
+        self,
+        client: EdfClient,
+        settings: AttachSettings,
+        *,
+        connector_factory: ConnectorFactory | None = None,
+        executor: Executor | None = None,
+        geteuid: Callable[[], int] = os.geteuid,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._factory = connector_factory or os_brick_connector_factory
+        self._execute = executor or processutils_executor
+        self._geteuid = geteuid
+        self._connector: Connector | None = None
+        self._initiator: models.Initiator | None = None
+        self._init_lock = threading.Lock()
+        self._conn_lock = threading.Lock()
+        os.makedirs(settings.lock_path, exist_ok=True)
+
+    # -- public ------------------------------------------------------------------------------
+
+    def attach(self, ai: models.AppInstance) -> Attachment:
+        """Attach ``ai``'s volume (or join this host's existing attachment)."""
+        key = self._key(ai.uuid or ai.id)
+        token = f"{os.getpid()}:{uuid.uuid4().hex}"
+        with self._locked(key):
+            state = self._load(key)
+            if state.get("users") and state.get("device_info"):
+                state["users"].append(token)
+                self._save(key, state)
+                return Attachment(self, key, token, state["device_info"]["path"])
+            stale_uid = state.get("orig_uid")
+            state = self._connect(ai)
+            if state["orig_uid"] is None and stale_uid is not None:
+                # A crashed worker left the device chowned: restore the owner it recorded.
+                state["orig_uid"] = stale_uid
+            state["users"] = [token]
+            try:
+                self._save(key, state)
+            except BaseException:
+                self._disconnect(state)
+                raise
+            return Attachment(self, key, token, state["device_info"]["path"])
+
+    @contextlib.contextmanager
+    def attached(self, ai: models.AppInstance) -> Iterator[str]:
+        """``with attacher.attached(ai) as path:`` — attach, yield the device path, release."""
+        attachment = self.attach(ai)
+        try:
+            yield attachment.path
+        finally:
+            attachment.close()
+
+    def forget(self, ai_uuid: str) -> None:
+        """Drop this host's record of an app instance that was deleted."""
+        key = self._key(ai_uuid)
+        with self._locked(key), contextlib.suppress(FileNotFoundError):
+            os.unlink(self._state_file(key))
+
+    def host_initiator(self) -> models.Initiator:
+        """This host's initiator, registered on the cluster (shared; never removed)."""
+        with self._init_lock:
+            if self._initiator is None:
+                iqn = self._initiator_iqn()
+                name = "OpenStack-glance-" + hashlib.sha256(iqn.encode()).hexdigest()[:8]
+                self._initiator = self._client.ensure_initiator(iqn, name)
+            return self._initiator
+
+    # -- attach / detach ---------------------------------------------------------------------
+
+    def _get_connector(self) -> Connector:
+        with self._conn_lock:
+            if self._connector is None:
+                self._connector = self._factory(self._settings.protocol, self._settings.root_helper)
+            return self._connector
+
+    def _initiator_iqn(self) -> str:
+        props = self._get_connector().get_connector_properties(self._settings.root_helper)
+        iqn = props.get("initiator") or self._settings.initiator_name
+        if iqn:
+            return str(iqn)
+        if self._settings.connector == "local":
+            # The simulator accepts any name; a real cluster needs the host's own.
+            return f"iqn.2010-10.org.openstack:glance-{socket.gethostname()}"
+        raise AttachError(
+            "this host has no iSCSI initiator name (/etc/iscsi/initiatorname.iscsi is missing): "
+            "install open-iscsi or set datera_initiator_name"
+        )
+
+    def _connect(self, ai: models.AppInstance) -> dict[str, Any]:
+        client, settings = self._client, self._settings
+        initiator = self.host_initiator()
+        current = client.get_app_instance(ai.id)
+        if current.admin_state != "online":
+            client.set_online(ai.id)
+        if initiator.path not in client.get_acl(ai.id):
+            client.add_acl_initiator(ai.id, initiator.path)
+        chap = None
+        if settings.use_chap and settings.connector == "iscsi":
+            chap = chap_credentials(settings.chap_key, current.uuid or ai.uuid)
+            if current.storage_instance.auth_type != "chap":
+                client.set_chap(ai.id, *chap)
+        si = client.wait_available(ai.id, timeout=settings.wait_timeout)
+        if settings.connector == "iscsi":
+            props = iscsi_properties(si, chap)
+        else:
+            if not si.device_path:
+                raise AttachError(
+                    f"app instance {ai.name} reports no device_path: the local connector "
+                    "only works with the Datera EDF simulator"
+                )
+            props = {"device_path": si.device_path}
+        conn = self._get_connector()
+        device_info = conn.connect_volume(props)
+        state: dict[str, Any] = {
+            "props": {k: v for k, v in props.items() if k not in _SECRET_KEYS},
+            "device_info": {k: v for k, v in device_info.items() if k not in _SECRET_KEYS},
+            "orig_uid": None,
+        }
+        try:
+            path = device_info["path"]
+            state["orig_uid"] = self._take_ownership(path)
+        except BaseException:
+            conn.disconnect_volume(props, device_info, force=True)
+            raise
+        LOG.debug("Attached app instance %s at %s", ai.name, path)
+        return state
+
+    def _release(self, key: str, token: str) -> None:
+        with self._locked(key):
+            state = self._load(key)
+            users = [u for u in state.get("users", []) if u != token]
+            if users:
+                state["users"] = users
+                self._save(key, state)
+                return
+            try:
+                if state.get("device_info"):
+                    self._disconnect(state)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._state_file(key))
+
+    def _disconnect(self, state: dict[str, Any]) -> None:
+        path = state["device_info"]["path"]
+        try:
+            if state.get("orig_uid") is not None:
+                self._chown(state["orig_uid"], path)
+        finally:
+            self._get_connector().disconnect_volume(
+                state["props"], state["device_info"], force=True
+            )
+        LOG.debug("Detached %s", path)
+
+    # -- temporary chown (glance-api not running as root) ------------------------------------
+
+    def _take_ownership(self, path: str) -> int | None:
+        """Hand ``path`` to glance-api's user; return the owner to restore, or None."""
+        uid = self._geteuid()
+        if uid == 0:
+            return None
+        orig_uid = os.stat(path).st_uid
+        if orig_uid == uid:
+            return None
+        self._chown(uid, path)
+        return orig_uid
+
+    def _chown(self, uid: int, path: str) -> None:
+        self._execute(
+            "chown", str(uid), path, run_as_root=True, root_helper=self._settings.root_helper
+        )
+
+    # -- shared state ------------------------------------------------------------------------
+
+    def _key(self, ai_uuid: str) -> str:
+        scope = hashlib.sha256(self._settings.scope.encode()).hexdigest()[:12]
+        return f"{scope}-{ai_uuid}"
+
+    def _state_file(self, key: str) -> str:
+        return os.path.join(self._settings.lock_path, f"datera-glance-attach-{key}.json")
+
+    def _locked(self, key: str) -> contextlib.AbstractContextManager[Any]:
+        return lockutils.lock(
+            f"attach-{key}",
+            lock_file_prefix="datera-glance-",
+            external=True,
+            lock_path=self._settings.lock_path,
+            do_log=False,
+        )
+
+    def _load(self, key: str) -> dict[str, Any]:
+        try:
+            with open(self._state_file(key), encoding="utf-8") as f:
+                state: dict[str, Any] = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            LOG.warning("Ignoring a corrupt attach record %s", self._state_file(key))
+            return {}
+        # A worker that died while holding the device must not keep it attached forever.
+        state["users"] = [u for u in state.get("users", []) if _alive(int(u.split(":")[0]))]
+        return state
+
+    def _save(self, key: str, state: dict[str, Any]) -> None:
+        path = self._state_file(key)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+        os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,395 @@
+"""attach.py with an injected connector factory, executor and a recording fake EDF client.
+
+The iSCSI path cannot run on these machines (no SCSI in the kernel), so the exact os-brick
+connection properties and privileged commands are checked here; the LOCAL path runs for real
+in the Store contract suite.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import pathlib
+import threading
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from datera_glance import attach
+from datera_glance.edf import models
+
+IQN = "iqn.1993-08.org.debian:01:host-a"
+TARGET = "iqn.2013-05.com.daterainc:tc:01:sn:abcdef"
+ROOT_HELPER = "sudo glance-rootwrap /etc/glance/rootwrap.conf"
+AI_UUID = "5f0c8f0e-6d3e-4c39-9f6a-2f2a3f6f1c11"
+
+
+def make_si(**kw: Any) -> models.StorageInstance:
+    base = models.StorageInstance(
+        name="storage-1",
+        path=f"/app_instances/{AI_UUID}/storage_instances/storage-1",
+        admin_state="online",
+        op_state="available",
+        iqn=TARGET,
+        ips=("172.28.1.5", "172.28.1.6"),
+        device_path=None,
+        acl_initiators=(),
+        volumes=(),
+        auth_type="none",
+    )
+    return replace(base, **kw)
+
+
+class FakeClient:
+    """Records every call; keeps admin state, ACL and auth of one app instance."""
+
+    def __init__(self, si: models.StorageInstance, admin_state: str = "online") -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.admin_state = admin_state
+        self.acl: list[str] = list(si.acl_initiators)
+        self.si = si
+        self.lock = threading.Lock()
+
+    def ai(self) -> models.AppInstance:
+        si = replace(self.si, acl_initiators=tuple(self.acl))
+        return models.AppInstance(
+            id=AI_UUID,
+            name=f"OS-IMAGE-{AI_UUID}",
+            uuid=AI_UUID,
+            path=f"/app_instances/{AI_UUID}",
+            tenant="/root",
+            admin_state=self.admin_state,
+            storage_instances=(si,),
+        )
+
+    def _rec(self, *call: Any) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def ensure_initiator(self, iqn: str, name: str) -> models.Initiator:
+        self._rec("ensure_initiator", iqn, name)
+        return models.Initiator(id=iqn, name=name, path=f"/initiators/{iqn}", tenant="/root")
+
+    def get_app_instance(self, ai: str) -> models.AppInstance:
+        self._rec("get_app_instance", ai)
+        return self.ai()
+
+    def set_online(self, ai: str) -> models.AppInstance:
+        self._rec("set_online", ai)
+        self.admin_state = "online"
+        return self.ai()
+
+    def get_acl(self, ai: str) -> list[str]:
+        self._rec("get_acl", ai)
+        return list(self.acl)
+
+    def add_acl_initiator(self, ai: str, path: str) -> None:
+        self._rec("add_acl_initiator", ai, path)
+        self.acl.append(path)
+
+    def set_chap(self, ai: str, username: str, password: str) -> None:
+        self._rec("set_chap", ai, username, password)
+        self.si = replace(self.si, auth_type="chap")
+
+    def wait_available(self, ai: str, *, timeout: float) -> models.StorageInstance:
+        self._rec("wait_available", ai, timeout)
+        return self.ai().storage_instance
+
+
+class FakeConnector:
+    def __init__(self, path: str, initiator: str | None = IQN) -> None:
+        self.path = path
+        self.initiator = initiator
+        self.connects: list[dict[str, Any]] = []
+        self.disconnects: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
+
+    def get_connector_properties(self, root_helper: str, *a: Any, **kw: Any) -> dict[str, Any]:
+        return {"initiator": self.initiator} if self.initiator else {}
+
+    def connect_volume(self, props: dict[str, Any]) -> dict[str, Any]:
+        self.connects.append(dict(props))
+        return {"type": "block", "scsi_wwn": "36001405abcdef", "path": self.path}
+
+    def disconnect_volume(
+        self,
+        props: dict[str, Any],
+        device_info: dict[str, Any],
+        force: bool = False,
+        ignore_errors: bool = False,
+    ) -> None:
+        self.disconnects.append((dict(props), dict(device_info), force))
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.commands: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+        self.fail = fail
+
+    def __call__(self, *cmd: str, **kwargs: Any) -> tuple[str, str]:
+        self.commands.append((cmd, kwargs))
+        if self.fail:
+            raise OSError("rootwrap refused chown")
+        return "", ""
+
+
+@pytest.fixture
+def device(tmp_path: pathlib.Path) -> str:
+    dev = tmp_path / "sdx"
+    dev.write_bytes(b"\0" * 4096)
+    return str(dev)
+
+
+def make_attacher(
+    tmp_path: pathlib.Path,
+    client: FakeClient,
+    fake: FakeConnector,
+    *,
+    factory_calls: list[tuple[str, str]] | None = None,
+    executor: Recorder | None = None,
+    euid: int = 0,
+    **settings: Any,
+) -> attach.Attacher:
+    def factory(protocol: str, root_helper: str) -> FakeConnector:
+        if factory_calls is not None:
+            factory_calls.append((protocol, root_helper))
+        return fake
+
+    cfg = attach.AttachSettings(
+        connector=settings.pop("connector", "iscsi"),
+        lock_path=str(tmp_path / "locks"),
+        scope="10.0.0.1:7718/root",
+        **settings,
+    )
+    return attach.Attacher(
+        client,  # type: ignore[arg-type]
+        cfg,
+        connector_factory=factory,
+        executor=executor or Recorder(),
+        geteuid=lambda: euid,
+    )
+
+
+def test_iscsi_connection_properties_and_calls(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si(acl_initiators=("/initiators/iqn.other-host",)))
+    conn = FakeConnector(device)
+    factory_calls: list[tuple[str, str]] = []
+    attacher = make_attacher(tmp_path, client, conn, factory_calls=factory_calls)
+
+    with attacher.attached(client.ai()) as path:
+        assert path == device
+        assert conn.connects == [
+            {
+                "target_portal": "172.28.1.5:3260",
+                "target_iqn": TARGET,
+                "target_lun": 0,
+                "target_discovered": False,
+                "discard": False,
+            }
+        ]
+        assert conn.disconnects == []
+    assert factory_calls == [("ISCSI", ROOT_HELPER)]
+    [(props, info, force)] = conn.disconnects
+    assert props == conn.connects[0] and info["path"] == device and force is True
+    names = [c[0] for c in client.calls]
+    assert names == [
+        "ensure_initiator",
+        "get_app_instance",
+        "get_acl",
+        "add_acl_initiator",
+        "wait_available",
+    ]
+    assert client.calls[0][1] == IQN and client.calls[0][2].startswith("OpenStack-glance-")
+    assert client.calls[3] == ("add_acl_initiator", AI_UUID, f"/initiators/{IQN}")
+    # the other host's entry is kept; nothing is offlined or removed
+    assert client.acl == ["/initiators/iqn.other-host", f"/initiators/{IQN}"]
+    assert not list((tmp_path / "locks").glob("*.json"))
+
+
+def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client = FakeClient(make_si(acl_initiators=(f"/initiators/{IQN}",)), admin_state="offline")
+    attacher = make_attacher(tmp_path, client, FakeConnector(device))
+    with attacher.attached(client.ai()):
+        pass
+    names = [c[0] for c in client.calls]
+    assert "set_online" in names and "add_acl_initiator" not in names
+    assert client.admin_state == "online"
+
+
+def test_chap_credentials_are_derived_set_and_handed_to_os_brick(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    key = b"cluster-password"
+    user, secret = attach.chap_credentials(key, AI_UUID)
+    assert len(secret) == 16 and user.startswith("glance-")
+    assert attach.chap_credentials(key, AI_UUID) == (user, secret)
+    assert attach.chap_credentials(b"other", AI_UUID)[1] != secret
+
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn, use_chap=True, chap_key=key)
+    with attacher.attached(client.ai()):
+        [props] = conn.connects
+        assert props["auth_method"] == "CHAP"
+        assert (props["auth_username"], props["auth_password"]) == (user, secret)
+        records = list((tmp_path / "locks").glob("*.json"))
+        assert records and all(secret not in r.read_text() for r in records)
+    assert ("set_chap", AI_UUID, user, secret) in client.calls
+    assert secret not in repr(attacher._settings)
+
+    # a second host computes the same credentials and does not reset them
+    conn2 = FakeConnector(device, initiator="iqn.1993-08.org.debian:01:host-b")
+    other = make_attacher(tmp_path / "b", client, conn2, use_chap=True, chap_key=key)
+    client.calls.clear()
+    with other.attached(client.ai()):
+        assert conn2.connects[0]["auth_password"] == secret
+    assert not [c for c in client.calls if c[0] == "set_chap"]
+
+
+def test_users_share_one_attachment_and_the_last_disconnects(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn)
+    first = attacher.attach(client.ai())
+    second = attacher.attach(client.ai())
+    assert first.path == second.path == device
+    assert len(conn.connects) == 1
+    first.close()
+    first.close()  # idempotent
+    assert conn.disconnects == []
+    second.close()
+    assert len(conn.disconnects) == 1
+
+
+def test_threads_connect_and_disconnect_in_pairs(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(20):
+                with attacher.attached(client.ai()) as path:
+                    assert path == device
+        except BaseException as e:  # collected for the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(conn.connects) == len(conn.disconnects) >= 1
+    assert not list((tmp_path / "locks").glob("*.json"))
+
+
+def _attach_and_die(attacher: attach.Attacher, ai: models.AppInstance) -> None:
+    attacher.attach(ai)
+    os._exit(0)  # a worker killed while holding the device
+
+
+def test_a_dead_worker_does_not_keep_the_device_forever(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_attach_and_die, args=(attacher, client.ai())
+    )
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    [record] = (tmp_path / "locks").glob("*.json")
+    assert len(json.loads(record.read_text())["users"]) == 1  # the dead worker's entry
+
+    with attacher.attached(client.ai()):
+        assert len(conn.connects) == 1  # the parent's connector: it re-attached
+    assert len(conn.disconnects) == 1
+    assert not list((tmp_path / "locks").glob("*.json"))
+
+
+def test_temporary_chown_when_glance_is_not_root(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    executor = Recorder()
+    attacher = make_attacher(tmp_path, client, conn, executor=executor, euid=4242)
+    owner = os.stat(device).st_uid
+    a = attacher.attach(client.ai())
+    b = attacher.attach(client.ai())
+    kw = {"run_as_root": True, "root_helper": ROOT_HELPER}
+    assert executor.commands == [(("chown", "4242", device), kw)]
+    a.close()
+    b.close()
+    assert executor.commands == [
+        (("chown", "4242", device), kw),
+        (("chown", str(owner), device), kw),
+    ]
+    assert len(conn.disconnects) == 1
+
+
+def test_no_chown_as_root(tmp_path: pathlib.Path, device: str) -> None:
+    executor = Recorder()
+    client = FakeClient(make_si())
+    attacher = make_attacher(tmp_path, client, FakeConnector(device), executor=executor)
+    with attacher.attached(client.ai()):
+        pass
+    assert executor.commands == []
+
+
+def test_failed_chown_disconnects_and_raises(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn, executor=Recorder(fail=True), euid=4242)
+    with pytest.raises(OSError, match="rootwrap refused"):
+        attacher.attach(client.ai())
+    assert len(conn.connects) == len(conn.disconnects) == 1
+    assert not list((tmp_path / "locks").glob("*.json"))
+
+
+def test_iscsi_without_initiator_name_is_a_clear_error(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    attacher = make_attacher(tmp_path, client, FakeConnector(device, initiator=None))
+    with pytest.raises(attach.AttachError, match="datera_initiator_name"):
+        attacher.attach(client.ai())
+
+
+def test_configured_initiator_name_is_used_when_os_brick_has_none(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client = FakeClient(make_si(device_path=device))
+    conn = FakeConnector("unused", initiator=None)
+    factory_calls: list[tuple[str, str]] = []
+    attacher = make_attacher(
+        tmp_path,
+        client,
+        conn,
+        factory_calls=factory_calls,
+        connector="local",
+        initiator_name="iqn.2026-11.test:host-b",
+    )
+    with attacher.attached(client.ai()):
+        assert conn.connects == [{"device_path": device}]
+    assert factory_calls == [("LOCAL", ROOT_HELPER)]
+    assert client.calls[0][:2] == ("ensure_initiator", "iqn.2026-11.test:host-b")
+
+
+def test_local_without_device_path_is_a_clear_error(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    attacher = make_attacher(
+        tmp_path, client, FakeConnector(device), connector="local", initiator_name="iqn.x:y"
+    )
+    with pytest.raises(attach.AttachError, match="device_path"):
+        attacher.attach(client.ai())
+
+
+def test_iscsi_properties_need_access() -> None:
+    with pytest.raises(attach.AttachError):
+        attach.iscsi_properties(make_si(ips=()))
