@@ -237,10 +237,13 @@ class Attacher:
             attachment.close()
 
     def forget(self, ai_uuid: str) -> None:
-        """Drop this host's record of an app instance that was deleted."""
+        """Drop this host's record of a deleted app instance, unless someone still uses it."""
         key = self._key(ai_uuid)
-        with self._locked(key), contextlib.suppress(FileNotFoundError):
-            os.unlink(self._state_file(key))
+        with self._locked(key):
+            if self._load(key).get("users"):
+                return  # their release disconnects the (now dead) device
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file(key))
 
     def host_initiator(self) -> models.Initiator:
         """This host's initiator, registered on the cluster (shared; never removed)."""

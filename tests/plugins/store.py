@@ -1,1 +1,94 @@
-"""Fixtures: store (filled in by its issue)."""
+"""Fixtures: ``store_factory`` — a configured Datera ``Store`` talking to a simulator.
+
+``store_factory(simulator, *, copier=None, backend="datera1", **options)`` builds a fresh
+``ConfigOpts``, sets the options (``chunk_size=...`` or ``datera_chunk_size=...``) in the
+backend's group (``backend=None``: legacy ``[glance_store]``), points the LOCAL connector at
+the simulator's devices and calls ``configure()`` as glance does. Extra keyword-only knobs:
+``connector_factory``, ``executor``, ``client_factory``, ``lock_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_concurrency import opts as lock_opts
+from oslo_config import cfg
+
+from datera_glance.store import Store
+
+StoreFactory = Callable[..., Store]
+
+TEST_INITIATOR = "iqn.2026-11.org.datera-glance:test-host"
+
+
+def make_conf(
+    simulator: Any, backend: str | None, lock_path: str, options: dict[str, Any]
+) -> cfg.ConfigOpts:
+    """A glance-like ``ConfigOpts`` with the Datera options for ``simulator`` set."""
+    conf = cfg.ConfigOpts()
+    for group, opts in lock_opts.list_opts():
+        conf.register_opts(opts, group=group)
+    conf([], project="glance")
+    conf.set_override("lock_path", lock_path, group="oslo_concurrency")
+    cluster = getattr(simulator, "cluster", None)
+    values: dict[str, Any] = {
+        "datera_san_ip": simulator.host,
+        "datera_san_port": simulator.port,
+        "datera_san_login": getattr(cluster, "username", "admin"),
+        "datera_san_password": getattr(cluster, "password", "password"),
+        "datera_ssl": bool(getattr(simulator, "tls", False)),
+        "datera_ssl_ca_file": getattr(simulator, "ca_file", None),
+        "datera_connector": "local",
+        "datera_initiator_name": TEST_INITIATOR,
+        "datera_retry_deadline": 10.0,
+    }
+    for name, value in options.items():
+        values[name if name.startswith("datera_") else f"datera_{name}"] = value
+    conf.register_opts(Store.OPTIONS, group=backend or "glance_store")
+    for name, value in values.items():
+        conf.set_override(name, value, group=backend or "glance_store")
+    return conf
+
+
+@pytest.fixture
+def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFactory]:
+    """Factory of configured Stores; their EDF sessions are closed at teardown."""
+    made: list[Store] = []
+
+    def make(
+        simulator: Any,
+        *,
+        copier: Any = None,
+        backend: str | None = "datera1",
+        connector_factory: Any = None,
+        executor: Any = None,
+        client_factory: Any = None,
+        lock_path: str | Path | None = None,
+        **options: Any,
+    ) -> Store:
+        locks = str(lock_path or tmp_path_factory.mktemp("locks"))
+        conf = make_conf(simulator, backend, locks, options)
+        store = Store(
+            conf,
+            backend=backend,
+            copier=copier,
+            connector_factory=connector_factory,
+            executor=executor,
+            client_factory=client_factory,
+        )
+        store.configure(re_raise_bsc=False)
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            backend = store._backend  # the fixture owns these stores
+            if backend is not None:
+                with contextlib.suppress(Exception):  # the simulator may already be gone
+                    backend.client.close()
