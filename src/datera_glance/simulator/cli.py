@@ -1,0 +1,125 @@
+"""``datera-glance simulator``: run the EDF simulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from types import FrameType
+
+from datera_glance.simulator.backends import BackendError
+from datera_glance.simulator.server import Simulator
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+def parse_size(text: str) -> int:
+    """``100GiB``, ``1.5TiB``, ``512M``, ``1073741824`` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 100GiB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def _versions(text: str) -> tuple[str, ...]:
+    versions = tuple(v.strip().lstrip("v") for v in text.split(",") if v.strip())
+    if not versions or any(v not in ("2.1", "2.2") for v in versions):
+        raise argparse.ArgumentTypeError(f"API versions must be 2.1 and/or 2.2, not {text!r}")
+    return versions
+
+
+def _sw_version(text: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+){1,3}", text):
+        raise argparse.ArgumentTypeError(f"not a version like 3.2.5.0: {text!r}")
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7717, help="port; 0 picks a free one (7717)")
+    parser.add_argument("--tls", action="store_true", help="HTTPS; the CA is DIR/tls/cert.pem")
+    parser.add_argument(
+        "--backend",
+        choices=("file", "loop"),
+        default="file",
+        help="device_path is the sparse file, or a loop device (root)",
+    )
+    parser.add_argument("--data-dir", required=True, help="state, volume files, tls/")
+    parser.add_argument("--user", default="admin", help="login name (admin)")
+    parser.add_argument("--password", default="password", help="login password")
+    parser.add_argument(
+        "--capacity",
+        type=parse_size,
+        default=100 * 1024**3,
+        help="cluster capacity, e.g. 100GiB (default)",
+    )
+    parser.add_argument(
+        "--api-versions",
+        type=_versions,
+        default=("2.1", "2.2"),
+        help="comma-separated: 2.1,2.2 (default)",
+    )
+    parser.add_argument(
+        "--sw-version",
+        type=_sw_version,
+        default="3.2.5.0",
+        help="product version reported by /system (3.2.5.0)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=900.0,
+        help="idle seconds before a session key expires (900)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.backend == "loop" and os.geteuid() != 0:
+        print("error: --backend loop needs root (losetup); use --backend file", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.verbose:
+        logging.getLogger("datera_glance.simulator").setLevel(logging.INFO)
+    sim = Simulator(
+        args.data_dir,
+        host=args.host,
+        port=args.port,
+        tls=args.tls,
+        backend=args.backend,
+        username=args.user,
+        password=args.password,
+        capacity_bytes=args.capacity,
+        api_versions=args.api_versions,
+        sw_version=args.sw_version,
+        session_ttl=args.session_ttl,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            sim.start()
+        except (OSError, BackendError, ValueError) as exc:
+            print(f"error: cannot start the simulator: {exc}", file=sys.stderr)
+            return 1
+        try:
+            print(f"listening on {sim.url}", flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sim.stop()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
