@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,30 @@ import pytest
 from datera_glance import chunkio
 
 LoopFactory = Callable[..., str]
+
+
+class Resources:
+    """Threads and open file descriptors of this process, to compare before/after a copy."""
+
+    def __init__(self) -> None:
+        self.threads = set(threading.enumerate())
+        self.fds = self._fds()
+
+    @staticmethod
+    def _fds() -> dict[str, str]:
+        found = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except FileNotFoundError:  # the directory listing's own fd, closed by now
+                continue
+        return found
+
+    def assert_nothing_left(self) -> None:
+        extra_threads = set(threading.enumerate()) - self.threads
+        assert not extra_threads, f"threads left running: {extra_threads}"
+        extra_fds = {fd: t for fd, t in self._fds().items() if self.fds.get(fd) != t}
+        assert not extra_fds, f"file descriptors left open: {extra_fds}"
 
 
 @pytest.fixture(params=["compiled", "python"])

@@ -1,0 +1,451 @@
+"""The streaming copier on regular files (O_DIRECT on ext4), on both cores."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from datera_glance import chunkio
+from datera_glance.chunkio import DeviceFull, DirectIOUnsupported, SizeMismatch
+from tests.plugins.core import Resources
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _payload(n: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _target(tmp_path: Path, capacity: int, fill: bytes = b"\0", name: str = "dev.img") -> str:
+    path = tmp_path / name
+    if fill == b"\0":
+        with open(path, "wb") as f:
+            f.truncate(capacity)
+    else:
+        path.write_bytes(fill * capacity)
+    return str(path)
+
+
+class ShortReader:
+    """A ``read(n)`` source that returns random short reads and checks what it is asked."""
+
+    def __init__(self, data: bytes, limit: int, seed: int = 2) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.limit = limit
+        self.rng = random.Random(seed)
+        self.asked: list[int] = []
+
+    def read(self, n: int) -> bytes:
+        assert 0 < n <= self.limit, f"asked for {n} bytes, limit {self.limit}"
+        self.asked.append(n)
+        take = min(n, self.rng.randint(1, n))
+        out = bytes(self.data[self.pos : self.pos + take])
+        self.pos += len(out)
+        return out
+
+
+class ThreadHasher:
+    """md5 that records which threads fed it."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.md5()
+        self.threads: set[int] = set()
+        self.nbytes = 0
+
+    def update(self, data: Any) -> None:
+        self.threads.add(threading.get_ident())
+        self.nbytes += memoryview(data).nbytes
+        self.h.update(data)
+
+
+def _random_chunks(data: bytes, seed: int = 3) -> Iterator[Any]:
+    rng = random.Random(seed)
+    pos = 0
+    kinds = [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)]
+    while pos < len(data):
+        n = rng.choice([0, 1, 100, 4096, 70_000, 300_000, 1_500_000])
+        yield rng.choice(kinds)(data[pos : pos + n])
+        pos += n
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 4095, 4096, 4097, MiB - 1, MiB, MiB + 1, 3 * MiB + 5])
+def test_round_trip_and_hashes(core: chunkio.Copier, tmp_path: Path, size: int) -> None:
+    data = _payload(size)
+    path = _target(tmp_path, 4 * MiB)
+    md5, sha = hashlib.md5(), hashlib.sha512()
+    res = Resources()
+    n = core.write_stream(
+        io.BytesIO(data), path, size=size, hashers=[md5, sha], buffer_size=256 * KiB
+    )
+    res.assert_nothing_left()
+    assert n == size
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert sha.hexdigest() == hashlib.sha512(data).hexdigest()
+    on_disk = Path(path).read_bytes()
+    assert on_disk[:size] == data
+    assert on_disk[size:] == bytes(4 * MiB - size)
+    back = list(core.read_range(path, 0, size, buffer_size=256 * KiB))
+    assert b"".join(back) == data
+    assert all(0 < len(c) <= 256 * KiB for c in back)
+    res.assert_nothing_left()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+@pytest.mark.parametrize("buffer_size", [4 * KiB, 64 * KiB, MiB])
+def test_depth_and_buffer_sizes(
+    core: chunkio.Copier, tmp_path: Path, depth: int, buffer_size: int
+) -> None:
+    data = _payload(2 * MiB + 333)
+    path = _target(tmp_path, 3 * MiB)
+    md5 = hashlib.md5()
+    n = core.write_stream(
+        _random_chunks(data), path, hashers=[md5], buffer_size=buffer_size, depth=depth
+    )
+    assert n == len(data)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    got = b"".join(core.read_range(path, 0, len(data), buffer_size=buffer_size, depth=depth))
+    assert got == data
+
+
+def test_short_reads_never_ask_more_than_a_buffer(core: chunkio.Copier, tmp_path: Path) -> None:
+    data = _payload(5 * MiB + 17)
+    path = _target(tmp_path, 6 * MiB)
+    reader = ShortReader(data, limit=MiB)
+    sha = hashlib.sha256()
+    assert core.write_stream(reader, path, hashers=[sha], buffer_size=MiB) == len(data)
+    assert sha.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert Path(path).read_bytes()[: len(data)] == data
+    assert max(reader.asked) == MiB and len(reader.asked) > 20
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [
+        pytest.param(lambda d: iter([d]), id="one-big-chunk"),
+        pytest.param(lambda d: [d[i : i + 1000] for i in range(0, len(d), 1000)], id="list"),
+        pytest.param(_random_chunks, id="mixed-types"),
+        pytest.param(lambda d: (bytearray(d[i : i + 7]) for i in range(0, len(d), 7)), id="tiny"),
+        pytest.param(io.BytesIO, id="bytesio"),
+    ],
+)
+def test_source_types(core: chunkio.Copier, tmp_path: Path, make_source: Any) -> None:
+    data = _payload(MiB + 12345)
+    path = _target(tmp_path, 2 * MiB)
+    n = core.write_stream(make_source(data), path, size=len(data), buffer_size=128 * KiB)
+    assert n == len(data)
+    assert Path(path).read_bytes()[: len(data)] == data
+
+
+def test_hashers_and_verifier_each_on_own_thread(core: chunkio.Copier, tmp_path: Path) -> None:
+    data = _payload(2 * MiB + 5)
+    path = _target(tmp_path, 3 * MiB)
+    hashers = [ThreadHasher(), ThreadHasher()]
+    verifier = ThreadHasher()
+    core.write_stream(
+        io.BytesIO(data), path, hashers=hashers, verifier=verifier, buffer_size=64 * KiB
+    )
+    everyone = [*hashers, verifier]
+    for h in everyone:
+        assert h.h.hexdigest() == hashlib.md5(data).hexdigest()
+        assert h.nbytes == len(data)
+        assert len(h.threads) == 1
+        assert threading.get_ident() not in h.threads
+    assert len(set().union(*(h.threads for h in everyone))) == 3
+
+
+def test_too_many_bytes_writes_nothing_more(core: chunkio.Copier, tmp_path: Path) -> None:
+    bs = 64 * KiB
+    size = 2 * bs + 10
+    data = _payload(3 * bs + 100)
+    path = _target(tmp_path, 4 * bs, fill=b"\xaa")
+    res = Resources()
+    with pytest.raises(SizeMismatch) as info:
+        core.write_stream(io.BytesIO(data), path, size=size, buffer_size=bs)
+    assert isinstance(info.value, ValueError)
+    res.assert_nothing_left()
+    on_disk = Path(path).read_bytes()
+    assert on_disk[: 2 * bs] == data[: 2 * bs]
+    assert on_disk[2 * bs :] == b"\xaa" * (2 * bs)
+
+
+def test_too_few_bytes(core: chunkio.Copier, tmp_path: Path) -> None:
+    data = _payload(100_000)
+    path = _target(tmp_path, MiB)
+    res = Resources()
+    with pytest.raises(SizeMismatch, match="100000"):
+        core.write_stream(io.BytesIO(data), path, size=len(data) + 1, buffer_size=64 * KiB)
+    res.assert_nothing_left()
+
+
+def test_offset(core: chunkio.Copier, tmp_path: Path) -> None:
+    data = _payload(70_000)
+    path = _target(tmp_path, MiB, fill=b"\x11")
+    core.write_stream([data], path, offset=8192, buffer_size=16 * KiB)
+    on_disk = Path(path).read_bytes()
+    assert on_disk[:8192] == b"\x11" * 8192
+    assert on_disk[8192 : 8192 + len(data)] == data
+    assert b"".join(core.read_range(path, 8192, len(data))) == data
+    with pytest.raises(ValueError, match="multiple of the block size"):
+        core.write_stream([data], path, offset=100)
+
+
+def test_grow_crossing_several_times(core: chunkio.Copier, tmp_path: Path) -> None:
+    step = MiB
+    path = _target(tmp_path, step)
+    data = _payload(4 * step + 12345)
+    calls: list[int] = []
+
+    def grow(written: int) -> str:
+        # The copier hands over a drained, closed device.
+        assert not any(t == path for t in Resources().fds.values())
+        calls.append(written)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) + step)
+        return path
+
+    md5 = hashlib.md5()
+    res = Resources()
+    n = core.write_stream(
+        ShortReader(data, limit=256 * KiB), path, hashers=[md5], grow=grow, buffer_size=256 * KiB
+    )
+    res.assert_nothing_left()
+    assert n == len(data)
+    assert calls == [step, 2 * step, 3 * step, 4 * step]
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert Path(path).read_bytes()[: len(data)] == data
+
+
+def test_grow_to_a_new_path(core: chunkio.Copier, tmp_path: Path) -> None:
+    paths = [_target(tmp_path, 512 * KiB, name="dev0.img")]
+    data = _payload(MiB + 1)
+
+    def grow(written: int) -> str:
+        new = str(tmp_path / f"dev{len(paths)}.img")
+        os.rename(paths[-1], new)
+        with open(new, "r+b") as f:
+            f.truncate(os.path.getsize(new) + 512 * KiB)
+        paths.append(new)
+        return new
+
+    assert core.write_stream([data], paths[0], grow=grow, buffer_size=128 * KiB) == len(data)
+    assert len(paths) == 3
+    assert Path(paths[-1]).read_bytes()[: len(data)] == data
+
+
+def test_grow_that_does_not_grow(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = _target(tmp_path, 256 * KiB)
+    res = Resources()
+    with pytest.raises(DeviceFull, match="did not enlarge"):
+        core.write_stream([_payload(MiB)], path, grow=lambda w: path, buffer_size=64 * KiB)
+    res.assert_nothing_left()
+
+
+def test_past_the_end_without_grow(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = _target(tmp_path, 256 * KiB)
+    res = Resources()
+    with pytest.raises(DeviceFull) as info:
+        core.write_stream([_payload(MiB)], path, buffer_size=64 * KiB)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == path
+    res.assert_nothing_left()
+
+    reader = ShortReader(b"x" * MiB, limit=64 * KiB)
+    with pytest.raises(DeviceFull):
+        core.write_stream(reader, path, size=MiB, buffer_size=64 * KiB)
+    assert reader.asked == []  # refused before reading anything
+    res.assert_nothing_left()
+
+
+def test_enospc_from_the_device(core: chunkio.Copier) -> None:
+    res = Resources()
+    with pytest.raises(DeviceFull) as info:
+        core.write_stream([b"x" * MiB], "/dev/full", allow_buffered=True, buffer_size=64 * KiB)
+    assert info.value.errno == errno.ENOSPC
+    res.assert_nothing_left()
+
+
+def test_refuses_buffered_unless_allowed(core: chunkio.Copier) -> None:
+    res = Resources()
+    with pytest.raises(DirectIOUnsupported, match="allow_buffered") as info:
+        core.write_stream([b"x"], "/dev/null")
+    assert info.value.errno == errno.EINVAL
+    assert info.value.filename == "/dev/null"
+    with pytest.raises(DirectIOUnsupported):
+        next(core.read_range("/dev/zero", 0, 10))
+    assert core.write_stream([b"x" * 100_000], "/dev/null", allow_buffered=True) == 100_000
+    got = b"".join(core.read_range("/dev/zero", 3, 300_000, allow_buffered=True))
+    assert got == bytes(300_000)
+    res.assert_nothing_left()
+
+
+def test_source_raising_midway(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = _target(tmp_path, 4 * MiB)
+
+    def source() -> Iterator[bytes]:
+        yield _payload(MiB)
+        yield _payload(MiB)
+        raise ConnectionResetError("client went away")
+
+    res = Resources()
+    with pytest.raises(ConnectionResetError, match="client went away"):
+        core.write_stream(source(), path, hashers=[hashlib.md5()], buffer_size=64 * KiB)
+    res.assert_nothing_left()
+
+
+def test_hasher_raising(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = _target(tmp_path, 4 * MiB)
+
+    class Bad:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def update(self, data: Any) -> None:
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("verifier says no")
+
+    res = Resources()
+    with pytest.raises(RuntimeError, match="verifier says no"):
+        core.write_stream(
+            [_payload(3 * MiB)], path, hashers=[hashlib.md5()], verifier=Bad(), buffer_size=64 * KiB
+        )
+    res.assert_nothing_left()
+
+
+def test_open_errors(core: chunkio.Copier, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        core.write_stream([b"x"], str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError):
+        next(core.read_range(str(tmp_path / "missing"), 0, 1))
+    path = _target(tmp_path, MiB)
+    for bad in [{"buffer_size": 1000}, {"buffer_size": 0}, {"depth": 0}]:
+        with pytest.raises(ValueError):
+            core.write_stream([b"x"], path, **bad)
+        with pytest.raises(ValueError):
+            core.read_range(path, 0, 1, **bad)
+
+
+def test_skip_zeros(core: chunkio.Copier, tmp_path: Path) -> None:
+    bs = 64 * KiB
+    data = _payload(bs) + bytes(3 * bs) + _payload(bs, seed=9) + bytes(bs // 2)
+    md5 = hashlib.md5()
+    # On a fresh sparse file the skipped blocks read back as zeros.
+    sparse = _target(tmp_path, 8 * bs)
+    core.write_stream([data], sparse, hashers=[md5], skip_zeros=True, buffer_size=bs)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert b"".join(core.read_range(sparse, 0, len(data), buffer_size=bs)) == data
+    assert os.stat(sparse).st_blocks * 512 <= 3 * bs  # only the non-zero buffers landed
+    # On old contents they are really not written (the documented caveat).
+    old = _target(tmp_path, 8 * bs, fill=b"\xff", name="old.img")
+    core.write_stream([data], old, skip_zeros=True, buffer_size=bs)
+    on_disk = Path(old).read_bytes()
+    assert on_disk[:bs] == data[:bs]
+    assert on_disk[bs : 4 * bs] == b"\xff" * (3 * bs)
+    assert on_disk[4 * bs : 5 * bs] == data[4 * bs : 5 * bs]
+    assert on_disk[5 * bs :] == b"\xff" * (3 * bs)  # the all-zero tail was skipped too
+
+
+def test_memory_bounded_by_the_ring(core: chunkio.Copier, tmp_path: Path) -> None:
+    """The source is never more than (depth + 2) buffers ahead of the slowest hasher."""
+    bs, depth = 64 * KiB, 2
+    path = _target(tmp_path, 4 * MiB)
+
+    class Slow:
+        nbytes = 0
+
+        def update(self, data: Any) -> None:
+            time.sleep(0.002)
+            self.nbytes += memoryview(data).nbytes
+
+    slow = Slow()
+    lead: list[int] = []
+
+    class Reader:
+        pos = 0
+
+        def read(self, n: int) -> bytes:
+            lead.append(self.pos - slow.nbytes)
+            self.pos += n
+            return b"\x01" * n if self.pos <= 2 * MiB else b""
+
+    core.write_stream(Reader(), path, hashers=[slow], buffer_size=bs, depth=depth)
+    assert slow.nbytes == 2 * MiB
+    assert max(lead) <= (depth + 2) * bs
+    assert max(lead) >= depth * bs  # the pipeline did run ahead
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 0), (0, 1), (1, 1), (511, 2), (4095, 4098), (5000, 300_000), (1, MiB - 2), (0, 3 * MiB)],
+)
+@pytest.mark.parametrize("depth", [1, 3])
+def test_read_range_any_alignment(
+    core: chunkio.Copier, tmp_path: Path, offset: int, length: int, depth: int
+) -> None:
+    data = _payload(3 * MiB)
+    path = tmp_path / "img"
+    path.write_bytes(data)
+    chunks = list(core.read_range(str(path), offset, length, buffer_size=64 * KiB, depth=depth))
+    assert b"".join(chunks) == data[offset : offset + length]
+    assert all(isinstance(c, bytes) and 0 < len(c) <= 64 * KiB for c in chunks)
+
+
+def test_read_range_past_end(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = tmp_path / "img"
+    path.write_bytes(b"y" * 10_000)
+    res = Resources()
+    with pytest.raises(EOFError):
+        list(core.read_range(str(path), 5000, 5001))
+    assert b"".join(core.read_range(str(path), 5000, 5000)) == b"y" * 5000
+    res.assert_nothing_left()
+
+
+def test_read_range_closed_early(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = tmp_path / "img"
+    path.write_bytes(_payload(4 * MiB))
+    res = Resources()
+    gen = core.read_range(str(path), 0, 4 * MiB, buffer_size=64 * KiB, depth=4)
+    assert len(next(gen)) == 64 * KiB
+    gen.close()
+    res.assert_nothing_left()
+    unstarted = core.read_range(str(path), 0, 10)
+    del unstarted  # never started: nothing was opened
+    res.assert_nothing_left()
+
+
+def test_two_copies_at_once(core: chunkio.Copier, tmp_path: Path) -> None:
+    datas = [_payload(3 * MiB + i, seed=i) for i in range(2)]
+    paths = [_target(tmp_path, 4 * MiB, name=f"d{i}.img") for i in range(2)]
+    results: dict[int, Any] = {}
+
+    def run(i: int) -> None:
+        md5 = hashlib.md5()
+        try:
+            n = core.write_stream(
+                ShortReader(datas[i], MiB, seed=i), paths[i], hashers=[md5], buffer_size=MiB
+            )
+            back = b"".join(core.read_range(paths[i], 0, n, buffer_size=MiB))
+            results[i] = (n, md5.hexdigest(), back)
+        except BaseException as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert results[i] == (len(datas[i]), hashlib.md5(datas[i]).hexdigest(), datas[i])
