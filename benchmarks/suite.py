@@ -211,10 +211,14 @@ def read_case(impl: str, buffer_size: int, depth: int = 2) -> Case:
     return Case(group="read", impl=impl, fn=fn, buffer_size=buffer_size, depth=d)
 
 
-def hash_case(name: str) -> Case:
-    """hashlib alone over the same data, 4 MiB updates."""
+def hash_case(name: str, near: int = 0) -> Case:
+    """hashlib alone over the same data, 4 MiB updates; ``near`` tags a copy of the case run
+    next to the cases of that buffer size (drift: compare only what ran side by side)."""
     return Case(
-        group="hash", impl=f"hashlib-{name}", fn=lambda b: h.hash_speed(b.patterns[0], name)
+        group="hash",
+        impl=f"hashlib-{name}",
+        fn=lambda b: h.hash_speed(b.patterns[0], name),
+        variant=f"near-{h.size_label(near)}" if near else "",
     )
 
 
@@ -293,6 +297,7 @@ class Config:
             reads.append(read_case("buffered", bs))
             for impl in IMPLS:
                 writes.append(write_case(impl, bs, hashing=True, depth=self.default_depth))
+            writes.append(hash_case("md5", near=bs))
             blocks.append(writes + reads)
         blocks.append([hash_case(name) for name in HASHES])
         blocks.append(

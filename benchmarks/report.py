@@ -1,0 +1,556 @@
+"""Results document, targets of issue 7, markdown table and plot.
+
+Everything here works on the JSON document (``build_document``), so a saved results file can be
+re-evaluated and re-drawn: ``python -m benchmarks.report benchmarks/results/quick.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Measurement, MiB, size_label
+from benchmarks.suite import Case, Config
+
+NOISE = 0.95  # compiled vs python: "within 5 %"
+
+
+def build_document(
+    config: Config,
+    cases: Sequence[Case],
+    results: dict[str, list[Measurement]],
+    *,
+    environment: dict[str, Any],
+    device: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "mode": config.mode,
+        "environment": environment,
+        "device": device,
+        "config": asdict(config),
+        "cases": {},
+    }
+    for case in cases:
+        ms = results.get(case.id, [])
+        if not ms:
+            continue
+        rates = [m.mbps for m in ms]
+        doc["cases"][case.id] = {
+            **case.describe(),
+            "nbytes": ms[0].nbytes,
+            "MBps": rates,
+            "seconds": [m.seconds for m in ms],
+            "extra": [m.extra for m in ms],
+            "median": statistics.median(rates),
+            "min": min(rates),
+            "max": max(rates),
+        }
+    doc.update(extra or {})
+    doc["targets"] = [asdict(t) for t in evaluate(doc)]
+    doc["recommendation"] = recommend(doc)
+    return doc
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass
+class Target:
+    name: str
+    wanted: str
+    ratio: float | None  # median of the per-round ratios (or the measured figure)
+    lo: float | None
+    hi: float | None
+    threshold: float
+    higher_is_better: bool
+    detail: str
+
+    @property
+    def passed(self) -> bool | None:
+        if self.ratio is None:
+            return None
+        if self.higher_is_better:
+            return self.ratio >= self.threshold
+        return self.ratio <= self.threshold
+
+
+def _rates(doc: dict[str, Any], case_id: str) -> list[float]:
+    case = doc["cases"].get(case_id)
+    return list(case["MBps"]) if case else []
+
+
+def ratios(doc: dict[str, Any], num: str | Sequence[str], den: str | Sequence[str]) -> list[float]:
+    """Per-round ratios of throughput (a list of ids: the best of them in that round)."""
+    nums = [num] if isinstance(num, str) else list(num)
+    dens = [den] if isinstance(den, str) else list(den)
+    series = [_rates(doc, i) for i in nums + dens]
+    if not all(series):
+        return []
+    n = min(len(s) for s in series)
+    a, b = series[: len(nums)], series[len(nums) :]
+    return [max(s[r] for s in a) / max(s[r] for s in b) for r in range(n)]
+
+
+def _med(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    if not values:
+        return None, None, None
+    return statistics.median(values), min(values), max(values)
+
+
+def _copier_id(group: str, impl: str, bs: int, depth: int, hashing: bool = False) -> str:
+    return "/".join(
+        [group, impl, size_label(bs), *(["md5+sha512"] if hashing else []), f"d{depth}"]
+    )
+
+
+def _vs_reference(doc: dict[str, Any], group: str) -> Target:
+    """Compiled copier (best buffer size and depth) vs the best of dd and fio at that size."""
+    cfg = doc["config"]
+    best: tuple[float, list[float], str] | None = None
+    per_bs = []
+    for bs in cfg["buffer_sizes"]:
+        refs = [f"{group}/dd/{size_label(bs)}", f"{group}/fio/{size_label(bs)}"]
+        for d in cfg["depths"]:
+            rs = ratios(doc, _copier_id(group, "compiled", bs, d), refs)
+            if not rs:
+                continue
+            med = statistics.median(rs)
+            per_bs.append(f"{size_label(bs)}/d{d} {med:.2f}")
+            if best is None or med > best[0]:
+                best = (med, rs, f"{size_label(bs)} depth {d}")
+    ratio, lo, hi = _med(best[1]) if best else (None, None, None)
+    return Target(
+        name=f"copier {group} vs best of dd/fio",
+        wanted=f"compiled {group} (no hashing) >= 0.9 x max(dd, fio --iodepth=4), same bs",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=0.9,
+        higher_is_better=True,
+        detail=(f"best at {best[2]}; " if best else "") + "per bs/depth: " + ", ".join(per_bs),
+    )
+
+
+def _hash_vs_md5(doc: dict[str, Any]) -> Target:
+    cfg = doc["config"]
+    d = cfg["default_depth"]
+    best: tuple[float, list[float], str] | None = None
+    per_bs = []
+    for bs in cfg["buffer_sizes"]:
+        md5 = f"hash/hashlib-md5/near-{size_label(bs)}"
+        rs = ratios(doc, _copier_id("write", "compiled", bs, d, hashing=True), md5)
+        if not rs:
+            continue
+        med = statistics.median(rs)
+        per_bs.append(f"{size_label(bs)} {med:.2f}")
+        if best is None or med > best[0]:
+            best = (med, rs, size_label(bs))
+    ratio, lo, hi = _med(best[1]) if best else (None, None, None)
+    return Target(
+        name="copier add with md5+sha512 vs hashlib md5",
+        wanted="write_stream with md5 + sha512 >= 0.95 x hashlib md5 alone on the same data",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=0.95,
+        higher_is_better=True,
+        detail=(f"best at {best[2]} depth {d}; " if best else "") + "per bs: " + ", ".join(per_bs),
+    )
+
+
+def _compiled_vs_python(doc: dict[str, Any]) -> Target:
+    """Worst buffer size: the compiled core must never be slower than the twin beyond 5 %."""
+    cfg = doc["config"]
+    d = cfg["default_depth"]
+    worst: tuple[float, list[float], str] | None = None
+    parts = []
+    for group, hashing in (("write", False), ("read", False), ("write", True)):
+        for bs in cfg["buffer_sizes"]:
+            rs = ratios(
+                doc,
+                _copier_id(group, "compiled", bs, d, hashing),
+                _copier_id(group, "python", bs, d, hashing),
+            )
+            if not rs:
+                continue
+            med = statistics.median(rs)
+            label = f"{group}{'+hash' if hashing else ''} {size_label(bs)}"
+            parts.append(f"{label} {med:.2f}")
+            if worst is None or med < worst[0]:
+                worst = (med, rs, label)
+    rs = ratios(doc, _sparse_id(doc, "compiled", "sparse"), _sparse_id(doc, "python", "sparse"))
+    if rs:
+        parts.append(f"zero-skip (sparse image) {statistics.median(rs):.2f}")
+    ratio, lo, hi = _med(worst[1]) if worst else (None, None, None)
+    return Target(
+        name="compiled vs python twin (worst buffer size)",
+        wanted="compiled >= 0.95 x python at every buffer size (interleaved medians)",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=NOISE,
+        higher_is_better=True,
+        detail=(f"worst: {worst[2]}; " if worst else "") + "all: " + ", ".join(parts),
+    )
+
+
+def _ahead_of_buffered(doc: dict[str, Any], impl: str, group: str) -> Target:
+    cfg = doc["config"]
+    d = cfg["default_depth"]
+    sizes = cfg["buffer_sizes"]
+    ours = [_copier_id(group, impl, bs, d) for bs in sizes]
+    base = [f"{group}/buffered/{size_label(bs)}" for bs in sizes]
+    ratio, lo, hi = _med(ratios(doc, ours, base))
+    return Target(
+        name=f"{impl} {group} vs buffered baseline",
+        wanted=f"{impl} {group} (best bs) > buffered baseline (best bs)",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=1.0,
+        higher_is_better=True,
+        detail=f"per round: best of {impl} over buffer sizes / best of buffered",
+    )
+
+
+def _sparse_id(doc: dict[str, Any], impl: str, kind: str) -> str:
+    cfg = doc["config"]
+    return f"sparse/{impl}/{kind}/{size_label(cfg['sparse_buffer'])}/d{cfg['default_depth']}"
+
+
+def _sparse_speedup(doc: dict[str, Any], impl: str) -> Target:
+    # Same byte count: the throughput ratio is the dense time over the sparse time.
+    sparse, dense = _sparse_id(doc, impl, "sparse"), _sparse_id(doc, impl, "dense")
+    ratio, lo, hi = _med(ratios(doc, sparse, dense))
+    return Target(
+        name=f"zero-skip speed-up ({impl})",
+        wanted="90 %-zero image through the copier (zero-skip, no hashing) >= 3 x a dense one",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=3.0,
+        higher_is_better=True,
+        detail=f"buffer {size_label(doc['config']['sparse_buffer'])}, depth "
+        f"{doc['config']['default_depth']}",
+    )
+
+
+def _sparse_allocation(doc: dict[str, Any], impl: str) -> Target:
+    case = doc["cases"].get(_sparse_id(doc, impl, "sparse"))
+    fr = [e["allocated_fraction"] for e in case["extra"]] if case else []
+    ratio, lo, hi = _med(fr)
+    data = case["extra"][0].get("data_fraction") if case else None
+    bound = case["extra"][0].get("per_buffer_bound") if case else None
+    detail = f"data {data:.0%} in 1 MiB runs" if data is not None else ""
+    if bound is not None and case:
+        detail += f"; a whole-buffer zero test allocates {bound / case['nbytes']:.0%}"
+    return Target(
+        name=f"sparse allocation ({impl})",
+        wanted="allocated blocks of the target sparse file <= 15 % of the image",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=0.15,
+        higher_is_better=False,
+        detail=detail,
+    )
+
+
+def _store_vs_md5(doc: dict[str, Any]) -> Target | None:
+    store = doc.get("store")
+    if not store:
+        return None
+    rs = store.get("add_vs_md5", [])
+    ratio, lo, hi = _med(rs)
+    return Target(
+        name="Store.add vs hashlib md5",
+        wanted="Store.add (md5 + sha512, loop simulator) >= 0.95 x hashlib md5 alone",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=0.95,
+        higher_is_better=True,
+        detail=store.get("detail", ""),
+    )
+
+
+def _rss(doc: dict[str, Any]) -> list[Target]:
+    out = []
+    for probe in doc.get("rss", []):
+        limit = 4 * probe["buffer_size"] + 32 * MiB
+        growth = probe.get("growth")
+        out.append(
+            Target(
+                name=f"peak RSS growth, chunk {size_label(probe['chunk_size'])}",
+                wanted="RSS growth during a 4 GiB add <= 4 x buffer size + 32 MiB",
+                ratio=None if growth is None else growth / limit,
+                lo=None,
+                hi=None,
+                threshold=1.0,
+                higher_is_better=False,
+                detail=(
+                    f"{probe.get('what', '')}: growth {growth / MiB:.1f} MiB, limit "
+                    f"{limit / MiB:.0f} MiB (buffer {size_label(probe['buffer_size'])}, "
+                    f"{probe['total'] / MiB:.0f} MiB image)"
+                    if growth is not None
+                    else f"failed: {probe.get('error', '?')}"
+                ),
+            )
+        )
+    return out
+
+
+def evaluate(doc: dict[str, Any]) -> list[Target]:
+    targets = [
+        _vs_reference(doc, "write"),
+        _vs_reference(doc, "read"),
+        _hash_vs_md5(doc),
+    ]
+    store = _store_vs_md5(doc)
+    if store:
+        targets.append(store)
+    targets.append(_compiled_vs_python(doc))
+    for impl in ("compiled", "python"):
+        for group in ("write", "read"):
+            targets.append(_ahead_of_buffered(doc, impl, group))
+    for impl in ("compiled", "python"):
+        targets.append(_sparse_speedup(doc, impl))
+        targets.append(_sparse_allocation(doc, impl))
+    targets.extend(_rss(doc))
+    return targets
+
+
+def recommend(doc: dict[str, Any]) -> dict[str, Any]:
+    """Buffer size and depth for the compiled core: the best geometric mean of write, read and
+    hashed write, each normalized to its best; within 3 % of the best, the smaller (memory)."""
+    cfg = doc["config"]
+    groups = (("write", False), ("read", False), ("write", True))
+
+    def median(case_id: str) -> float | None:
+        case = doc["cases"].get(case_id)
+        return case["median"] if case else None
+
+    scores: dict[tuple[int, int], float] = {}
+    for bs in cfg["buffer_sizes"]:
+        for d in cfg["depths"]:
+            vals = []
+            for group, hashing in groups:
+                # Hashed writes run at the default depth only.
+                dd = cfg["default_depth"] if hashing else d
+                vals.append(median(_copier_id(group, "compiled", bs, dd, hashing)))
+            if all(v is not None for v in vals):
+                scores[(bs, d)] = math.exp(sum(math.log(v) for v in vals if v) / len(vals))
+    if not scores:
+        return {}
+    top = max(scores.values())
+    near = sorted((k for k, v in scores.items() if v >= 0.97 * top), key=lambda k: (k[0], k[1]))
+    bs, d = near[0]
+    return {
+        "datera_io_buffer_size": bs,
+        "datera_io_depth": d,
+        "score_MBps": scores[(bs, d)],
+        "best_score_MBps": top,
+        "scores": {f"{size_label(k[0])}/d{k[1]}": v for k, v in sorted(scores.items())},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.0%}" if pct else f"{x:.2f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    cfg = doc["config"]
+    lines = [
+        f"# Benchmark summary ({doc['mode']} mode)",
+        "",
+        f"{env.get('time_utc', '')}, {env.get('cpus')} CPUs, kernel {env.get('kernel')}, "
+        f"Python {env.get('python')}, load average at start {env.get('loadavg')}; "
+        f"loop device dio={doc['device'].get('dio')}, "
+        f"{cfg['total'] / MiB:.0f} MiB per transfer, {cfg['rounds']} interleaved rounds. "
+        "Ratios are medians of per-round ratios [min-max]; MB/s = 10^6 B/s.",
+        "",
+        "## Targets (issue 7)",
+        "",
+        "| target | wanted | measured | threshold | result | detail |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in doc["targets"]:
+        tgt = Target(**t)
+        pct = "allocation" in tgt.name
+        measured = _fmt(tgt.ratio, pct)
+        if tgt.lo is not None and tgt.hi is not None:
+            measured += f" [{_fmt(tgt.lo, pct)}-{_fmt(tgt.hi, pct)}]"
+        verdict = {True: "PASS", False: "MISS", None: "not measured"}[tgt.passed]
+        thr = ("<= " if not tgt.higher_is_better else ">= ") + _fmt(tgt.threshold, pct)
+        cells = [tgt.name, tgt.wanted, measured, thr, verdict, tgt.detail]
+        lines.append("| " + " | ".join(cells) + " |")
+    rec = doc.get("recommendation") or {}
+    if rec:
+        lines += [
+            "",
+            f"Recommended defaults from this sweep: `datera_io_buffer_size = "
+            f"{size_label(rec['datera_io_buffer_size'])}` "
+            f"({rec['datera_io_buffer_size']} bytes), `datera_io_depth = "
+            f"{rec['datera_io_depth']}` (geometric mean of write, read, hashed write: "
+            f"{rec['score_MBps']:.0f} MB/s; best {rec['best_score_MBps']:.0f} MB/s; smallest "
+            "within 3 % of the best).",
+        ]
+    lines += ["", "## Throughput, MB/s median [min-max]", ""]
+    lines += _table(doc)
+    for key in ("store_table",):
+        if doc.get(key):
+            lines += ["", *doc[key]]
+    return "\n".join(lines) + "\n"
+
+
+def _table(doc: dict[str, Any]) -> list[str]:
+    cfg = doc["config"]
+    sizes = cfg["buffer_sizes"]
+    rows: dict[str, dict[int, str]] = {}
+    for c in doc["cases"].values():
+        if c["group"] not in ("write", "read"):
+            continue
+        label = f"{c['group']} {c['impl']}" + (" md5+sha512" if c["hashing"] else "")
+        if c["depth"]:
+            label += f" depth {c['depth']}"
+        rows.setdefault(label, {})[c["buffer_size"]] = (
+            f"{c['median']:.0f} [{c['min']:.0f}-{c['max']:.0f}]"
+        )
+    out = ["| case | " + " | ".join(size_label(s) for s in sizes) + " |"]
+    out.append("|---" * (len(sizes) + 1) + "|")
+    for label in sorted(rows):
+        out.append(f"| {label} | " + " | ".join(rows[label].get(s, "") for s in sizes) + " |")
+    out.append("")
+    out.append("| other | MB/s median [min-max] | note |")
+    out.append("|---|---|---|")
+    for cid, c in doc["cases"].items():
+        if c["group"] in ("write", "read"):
+            continue
+        note = ""
+        if c["group"] == "sparse":
+            fr = statistics.median(e["allocated_fraction"] for e in c["extra"])
+            note = f"allocated {fr:.0%} of the image"
+        out.append(f"| {cid} | {c['median']:.0f} [{c['min']:.0f}-{c['max']:.0f}] | {note} |")
+    return out
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = doc["config"]
+    d = cfg["default_depth"]
+    sizes = cfg["buffer_sizes"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
+    styles = {
+        "compiled": ("tab:blue", "-"),
+        "python": ("tab:orange", "-"),
+        "buffered": ("tab:green", "-"),
+        "dd": ("0.3", "--"),
+        "fio": ("0.5", ":"),
+    }
+    for ax, group in zip(axes, ("write", "read"), strict=True):
+        series: list[tuple[str, str, bool]] = []  # label, impl, hashed
+        for impl in ("compiled", "python", "buffered", "dd", "fio"):
+            for hashed in (False, True) if group == "write" else (False,):
+                if hashed and impl in ("dd", "fio"):
+                    continue
+                depth = d if impl in ("compiled", "python") else 0
+                label = impl + (f" (depth {depth})" if depth else "")
+                label += " md5+sha512" if hashed else ""
+                series.append((label, impl, hashed))
+        for label, impl, hashed in series:
+            xs, ys, lo, hi = [], [], [], []
+            for bs in sizes:
+                depth = d if impl in ("compiled", "python") else 0
+                cid = "/".join(
+                    [
+                        group,
+                        impl,
+                        size_label(bs),
+                        *(["md5+sha512"] if hashed else []),
+                        *([f"d{depth}"] if depth else []),
+                    ]
+                )
+                c = doc["cases"].get(cid)
+                if c:
+                    xs.append(bs)
+                    ys.append(c["median"])
+                    lo.append(c["median"] - c["min"])
+                    hi.append(c["max"] - c["median"])
+            if not xs:
+                continue
+            color, base_ls = styles[impl]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
+                label=label,
+                color=color,
+                linestyle="--" if hashed else base_ls,
+                marker="o" if impl not in ("dd", "fio") else None,
+                capsize=3,
+                alpha=0.6 if hashed else 1.0,
+            )
+        if group == "write":
+            md5 = doc["cases"].get("hash/hashlib-md5")
+            if md5:
+                ax.axhline(md5["median"], color="tab:red", linestyle="-.", label="hashlib md5")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [size_label(s) for s in sizes])
+        ax.set_xlabel("buffer / block size")
+        ax.set_ylabel("MB/s (median, min-max bars)")
+        ax.set_title(f"{group} ({cfg['total'] / MiB:.0f} MiB, loop device, O_DIRECT)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"datera-glance copier vs dd, fio --iodepth=4 and buffered I/O ({doc['mode']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(doc: dict[str, Any], outdir: Path) -> dict[str, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": outdir / f"{doc['mode']}.json",
+        "png": outdir / f"throughput-{doc['mode']}.png",
+        "md": outdir / "summary.md",
+    }
+    paths["json"].write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    plot(doc, paths["png"])
+    paths["md"].write_text(markdown(doc))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Re-evaluate and redraw a saved results file."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report")
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args(argv)
+    doc = json.loads(args.results.read_text())
+    doc["targets"] = [asdict(t) for t in evaluate(doc)]
+    doc["recommendation"] = recommend(doc)
+    for kind, path in write_outputs(doc, args.results.parent).items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
