@@ -1,0 +1,240 @@
+"""The copier on real loop devices (direct-io on), 512- and 4096-byte sectors, both cores."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from datera_glance import chunkio
+from datera_glance.chunkio import DeviceFull, SizeMismatch
+from tests.plugins.core import Resources
+
+pytestmark = pytest.mark.root
+
+KiB = 1024
+MiB = 1024 * KiB
+SECTORS = [pytest.param(512, id="sector512"), pytest.param(4096, id="sector4096")]
+LoopFactory = Callable[..., str]
+
+
+def _payload(n: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _read_all(core: chunkio.Copier, dev: str, length: int) -> bytes:
+    return b"".join(core.read_range(dev, 0, length, buffer_size=MiB))
+
+
+def _device_size(dev: str) -> int:
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+class ShortReader:
+    def __init__(self, data: bytes, limit: int, seed: int = 5) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.limit = limit
+        self.rng = random.Random(seed)
+
+    def read(self, n: int) -> bytes:
+        assert 0 < n <= self.limit
+        out = bytes(self.data[self.pos : self.pos + self.rng.randint(1, n)])
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("sector", SECTORS)
+@pytest.mark.parametrize("size", [0, 1, 511, 4095, 4097, MiB - 1, MiB + 1])
+def test_sizes_padding_and_hashes(
+    core: chunkio.Copier, loop_device: LoopFactory, sector: int, size: int
+) -> None:
+    dev = loop_device(4 * MiB, sector_size=sector)
+    capacity = _device_size(dev)
+    core.write_stream([b"\xee" * capacity], dev, size=capacity)  # old contents
+    data = _payload(size)
+    md5, sha = hashlib.md5(), hashlib.sha512()
+    res = Resources()
+    n = core.write_stream(
+        ShortReader(data, 256 * KiB), dev, size=size, hashers=[md5, sha], buffer_size=256 * KiB
+    )
+    res.assert_nothing_left()
+    assert n == size
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert sha.hexdigest() == hashlib.sha512(data).hexdigest()
+    on_dev = _read_all(core, dev, capacity)
+    padded = -(-size // sector) * sector
+    assert on_dev[:size] == data
+    assert on_dev[size:padded] == bytes(padded - size)  # padded to the logical block size
+    assert on_dev[padded:] == b"\xee" * (capacity - padded)  # and no further
+    res.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sector", SECTORS)
+def test_unaligned_read_ranges(core: chunkio.Copier, loop_device: LoopFactory, sector: int) -> None:
+    dev = loop_device(4 * MiB, sector_size=sector)
+    data = _payload(4 * MiB)
+    core.write_stream(io.BytesIO(data), dev, size=len(data))
+    rng = random.Random(7)
+    ranges = [(0, 1), (1, 1), (511, 2), (4095, 4098), (MiB - 1, MiB + 2), (4 * MiB - 1, 1)]
+    ranges += [(o, rng.randint(0, 4 * MiB - o)) for o in rng.sample(range(4 * MiB), 6)]
+    for offset, length in ranges:
+        got = b"".join(core.read_range(dev, offset, length, buffer_size=64 * KiB, depth=3))
+        assert got == data[offset : offset + length], (offset, length)
+    with pytest.raises(EOFError):
+        next(core.read_range(dev, 4 * MiB - 10, 11))
+
+
+@pytest.mark.parametrize("sector", SECTORS)
+def test_skip_zeros_reads_back_input(
+    core: chunkio.Copier, loop_device: LoopFactory, sector: int
+) -> None:
+    dev = loop_device(8 * MiB, sector_size=sector)  # fresh sparse backing file: zeros
+    bs = 256 * KiB
+    data = _payload(bs) + bytes(5 * bs) + _payload(bs, 2) + bytes(3 * bs) + b"tail"
+    md5 = hashlib.md5()
+    n = core.write_stream([data], dev, hashers=[md5], skip_zeros=True, buffer_size=bs)
+    assert n == len(data)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert _read_all(core, dev, len(data)) == data
+
+
+@pytest.mark.parametrize("sector", SECTORS)
+def test_grow_crossing_several_times(
+    core: chunkio.Copier, loop_device: LoopFactory, sector: int
+) -> None:
+    dev = loop_device(MiB, sector_size=sector)
+    with open(f"/sys/block/{os.path.basename(dev)}/loop/backing_file") as f:
+        backing = f.read().strip()
+    calls: list[int] = []
+
+    def grow(written: int) -> str:
+        assert dev not in Resources().fds.values()  # handed over closed
+        calls.append(written)
+        with open(backing, "r+b") as f:
+            f.truncate(os.path.getsize(backing) + MiB)
+        subprocess.run(["losetup", "--set-capacity", dev], check=True)
+        return dev
+
+    data = _payload(3 * MiB + 4097)
+    md5 = hashlib.md5()
+    res = Resources()
+    n = core.write_stream(
+        ShortReader(data, 256 * KiB), dev, hashers=[md5], grow=grow, buffer_size=256 * KiB
+    )
+    res.assert_nothing_left()
+    assert n == len(data)
+    assert calls == [MiB, 2 * MiB, 3 * MiB]
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert _read_all(core, dev, len(data)) == data
+
+
+def test_source_raising_midway_leaves_nothing(
+    core: chunkio.Copier, loop_device: LoopFactory
+) -> None:
+    dev = loop_device(16 * MiB)
+
+    def source() -> Iterator[bytes]:
+        for i in range(5):
+            yield _payload(MiB, i)
+        raise OSError("upload aborted")
+
+    res = Resources()
+    with pytest.raises(OSError, match="upload aborted"):
+        core.write_stream(
+            source(), dev, hashers=[hashlib.md5(), hashlib.sha512()], buffer_size=MiB, depth=4
+        )
+    res.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sector", SECTORS)
+def test_device_full_leaves_nothing(
+    core: chunkio.Copier, loop_device: LoopFactory, sector: int
+) -> None:
+    dev = loop_device(2 * MiB, sector_size=sector)
+    data = _payload(2 * MiB + 1)
+    res = Resources()
+    with pytest.raises(DeviceFull):
+        core.write_stream(io.BytesIO(data), dev, hashers=[hashlib.md5()], buffer_size=256 * KiB)
+    res.assert_nothing_left()
+    with pytest.raises(DeviceFull):
+        core.write_stream(io.BytesIO(data), dev, size=len(data))
+    with pytest.raises(SizeMismatch):
+        core.write_stream(io.BytesIO(data), dev, size=MiB)
+    res.assert_nothing_left()
+    # Exactly full is fine.
+    assert core.write_stream(io.BytesIO(data[: 2 * MiB]), dev) == 2 * MiB
+    assert _read_all(core, dev, 2 * MiB) == data[: 2 * MiB]
+
+
+def test_two_copies_at_once(core: chunkio.Copier, loop_device: LoopFactory) -> None:
+    devs = [loop_device(8 * MiB), loop_device(8 * MiB, sector_size=4096)]
+    datas = [_payload(7 * MiB + 3, seed=11), _payload(6 * MiB + 4095, seed=12)]
+    results: dict[int, Any] = {}
+
+    def run(i: int) -> None:
+        try:
+            md5 = hashlib.md5()
+            n = core.write_stream(
+                ShortReader(datas[i], MiB, seed=i), devs[i], hashers=[md5], buffer_size=MiB
+            )
+            back = hashlib.md5(_read_all(core, devs[i], n)).hexdigest()
+            results[i] = (n, md5.hexdigest(), back)
+        except BaseException as exc:  # compared below
+            results[i] = exc
+
+    res = Resources()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        want = hashlib.md5(datas[i]).hexdigest()
+        assert results[i] == (len(datas[i]), want, want)
+    res.assert_nothing_left()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sector", [pytest.param(4096, id="sector4096")])
+def test_large_image(core: chunkio.Copier, loop_device: LoopFactory, sector: int) -> None:
+    size = 256 * MiB + 12345
+    dev = loop_device(260 * MiB, sector_size=sector)
+    block = _payload(16 * MiB)
+
+    def source() -> Iterator[memoryview]:
+        view = memoryview(block)
+        left = size
+        i = 0
+        while left:
+            n = min(left, 3 * MiB + 17 * i % 4096)  # odd chunk sizes
+            start = (i * 4099) % (len(block) - n)
+            yield view[start : start + n]
+            left -= n
+            i += 1
+
+    want_md5, want_sha = hashlib.md5(), hashlib.sha512()
+    for chunk in source():
+        want_md5.update(chunk)
+        want_sha.update(chunk)
+    md5, sha = hashlib.md5(), hashlib.sha512()
+    res = Resources()
+    n = core.write_stream(source(), dev, size=size, hashers=[md5, sha], depth=4)
+    assert n == size
+    assert (md5.hexdigest(), sha.hexdigest()) == (want_md5.hexdigest(), want_sha.hexdigest())
+    back = hashlib.md5()
+    for chunk in core.read_range(dev, 0, size, depth=4):
+        back.update(chunk)
+    assert back.hexdigest() == want_md5.hexdigest()
+    res.assert_nothing_left()
