@@ -279,7 +279,7 @@ class Config:
     depths: list[int]  # compiled core; the python twin runs at the default depth
     default_depth: int = 2
     sparse_buffer: int = 4 * MiB
-    store_total: int = 512 * MiB
+    store_total: int = 512 * MiB  # Store.add/get: attach and REST costs are per image
     rss_total: int = 4 << 30
 
     def blocks(self) -> list[list[Case]]:
@@ -313,7 +313,7 @@ class Config:
 def quick_config() -> Config:
     return Config(
         mode="quick",
-        total=512 * MiB,
+        total=256 * MiB,
         buffer_sizes=[256 * 1024, 1 * MiB, 4 * MiB, 16 * MiB],
         rounds=4,
         depths=[2, 4],
