@@ -74,18 +74,23 @@ def os_brick_connector_factory(protocol: str, root_helper: str) -> Connector:
     ``privsep-helper``), as glance's cinder store does. LOCAL runs no commands.
     """
     global _privsep_ready
+    if protocol == "LOCAL":
+        # Imported directly: os-brick's connector module imports every connector type.
+        from os_brick.initiator.connectors.local import LocalConnector
+
+        local: Connector = LocalConnector(root_helper)
+        return local
+
     import os_brick
     from os_brick.initiator import connector as brick_connector
     from oslo_config import cfg
+    from oslo_privsep import priv_context
 
-    if protocol != "LOCAL":
-        with _privsep_lock:
-            if not _privsep_ready:
-                from oslo_privsep import priv_context
-
-                os_brick.setup(cfg.CONF)
-                priv_context.init(root_helper=shlex.split(root_helper))
-                _privsep_ready = True
+    with _privsep_lock:
+        if not _privsep_ready:
+            os_brick.setup(cfg.CONF)
+            priv_context.init(root_helper=shlex.split(root_helper))
+            _privsep_ready = True
     conn: Connector = brick_connector.InitiatorConnector.factory(
         protocol, root_helper, use_multipath=False, device_scan_attempts=10
     )

@@ -432,8 +432,8 @@ class Store(driver.Store):
         copier = self._copier or chunkio.get_copier()
         self._backend = _Backend(settings, client, attacher, copier)
         try:
+            client.ensure_tenant()  # first: EDF refuses any call in a missing tenant
             system = client.system()
-            client.ensure_tenant()
         except errors.EdfError as e:
             LOG.error(
                 "Datera store %s: cluster %s:%s is not usable (%s); adding images is disabled",
