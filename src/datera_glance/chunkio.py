@@ -19,6 +19,7 @@ import fcntl
 import importlib
 import logging
 import os
+import queue
 import stat
 import struct
 import threading
@@ -263,9 +264,9 @@ class _WritePipeline:
         self.buffers: list[Any] = []
         self.slots: list[_Slot] = []
         self.threads: list[threading.Thread] = []
-        self.write_q: deque[_Job | None] = deque()
-        self.consumer_qs: list[deque[_Job | None]] = []
-        self.work_cv = threading.Condition()
+        # One queue per hasher (in order), one shared by the writer pool (any order).
+        self.write_q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.consumer_qs: list[queue.SimpleQueue[_Job | None]] = []
 
     # -- lifecycle
 
@@ -276,7 +277,7 @@ class _WritePipeline:
             self.slots.append(_Slot(buf))
         self.free.extend(self.slots)
         for i, consumer in enumerate(self.consumers):
-            q: deque[_Job | None] = deque()
+            q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
             self.consumer_qs.append(q)
             self._spawn(f"chunkio-hash-{i}", self._consume_loop, q, consumer)
         for i in range(self.depth):
@@ -289,12 +290,10 @@ class _WritePipeline:
 
     def stop(self) -> None:
         """Stop and join every thread, then release the buffers. Safe after any error."""
-        with self.work_cv:
-            for q in self.consumer_qs:
-                q.append(_STOP)
-            for _ in range(self.depth):
-                self.write_q.append(_STOP)
-            self.work_cv.notify_all()
+        for q in self.consumer_qs:
+            q.put(_STOP)
+        for _ in range(self.depth):
+            self.write_q.put(_STOP)
         for thread in self.threads:
             thread.join()
         self.threads.clear()
@@ -305,12 +304,6 @@ class _WritePipeline:
         _release_buffers(self.buffers)
 
     # -- workers
-
-    def _take(self, q: deque[_Job | None]) -> _Job | None:
-        with self.work_cv:
-            while not q:
-                self.work_cv.wait()
-            return q.popleft()
 
     def _fail(self, exc: BaseException) -> None:
         with self.cv:
@@ -327,8 +320,8 @@ class _WritePipeline:
                 self.free.append(job.slot)
             self.cv.notify_all()
 
-    def _consume_loop(self, q: deque[_Job | None], consumer: _Updatable) -> None:
-        while (job := self._take(q)) is not _STOP:
+    def _consume_loop(self, q: queue.SimpleQueue[_Job | None], consumer: _Updatable) -> None:
+        while (job := q.get()) is not _STOP:
             try:
                 if self.error is None:
                     with job.slot.view[: job.nbytes] as data:
@@ -340,7 +333,7 @@ class _WritePipeline:
 
     def _write_loop(self) -> None:
         core = self.core
-        while (job := self._take(self.write_q)) is not _STOP:
+        while (job := self.write_q.get()) is not _STOP:
             try:
                 if self.error is None and not (
                     self.skip_zeros and core.is_zero(job.slot.buf, job.padded)
@@ -379,11 +372,9 @@ class _WritePipeline:
             self._raise_if_failed()
             job.slot.refs = len(self.consumer_qs) + 1
             self.pending_writes += 1
-        with self.work_cv:
-            for q in self.consumer_qs:
-                q.append(job)
-            self.write_q.append(job)
-            self.work_cv.notify_all()
+        for q in self.consumer_qs:
+            q.put(job)
+        self.write_q.put(job)
 
     def drain_writes(self) -> None:
         with self.cv:
