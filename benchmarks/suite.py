@@ -57,7 +57,7 @@ class Bench:
         self.current: int | None = None  # index of the pattern the device holds, if known
         self.dev = ""
         self._stack = contextlib.ExitStack()
-        self._copiers: dict[str, Any] = {}
+        self.copiers: dict[str, Any] = {}
 
     def __enter__(self) -> Bench:
         for pattern, path in zip(self.patterns, self.src_files, strict=True):
@@ -75,9 +75,9 @@ class Bench:
         self._stack.close()
 
     def copier(self, core: str) -> Any:
-        if core not in self._copiers:
-            self._copiers[core] = get_copier(core)
-        return self._copiers[core]
+        if core not in self.copiers:
+            self.copiers[core] = get_copier(core)
+        return self.copiers[core]
 
     def next_pattern(self) -> int:
         return 1 if self.current == 0 else 0
