@@ -96,7 +96,9 @@ class Edf:
         self.sim = sim
         self.version = version
         self.session = requests.Session()
-        self.session.verify = sim.ca_file if verify is True and sim.ca_file else verify
+        # Per request, not session.verify: REQUESTS_CA_BUNDLE in the environment would win
+        # over session.verify (a requests quirk).
+        self.verify = sim.ca_file if verify is True and sim.ca_file else verify
         if tenant:
             self.session.headers["tenant"] = tenant
         self.key: str | None = None
@@ -113,6 +115,7 @@ class Edf:
         return body["key"]
 
     def call(self, method: str, path: str, *, expect: int = 200, **kwargs: Any) -> Any:
+        kwargs.setdefault("verify", self.verify)
         resp = self.session.request(method, self.url(path), timeout=30, **kwargs)
         assert resp.status_code == expect, (
             f"{method} {path}: {resp.status_code} != {expect}: {resp.text[:500]}"

@@ -32,6 +32,7 @@ from datera_glance.simulator.model import (
     Store,
     Tenant,
     Volume,
+    dump_json,
     write_json_atomic,
 )
 
@@ -195,6 +196,10 @@ class Cluster:
         self.sessions: dict[str, float] = {}  # key -> expiry (clock)
         self.system_uuid = str(uuidlib.uuid4())
         self.state_file = data_dir / "state.json"
+        self._snapshot = b""
+        self._seq = 0  # snapshots taken
+        self._written = 0  # snapshots on disk
+        self._write_lock = threading.Lock()
         self.volume_dir = data_dir / "volumes"
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -213,10 +218,31 @@ class Cluster:
                 if ai.admin_state == "online":
                     self._attach(ai)
             self.save()
+        self.flush()
 
     def save(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.state_file, self.store.to_json())
+        """Snapshot the state (under the lock); ``flush()`` writes it to disk."""
+        self._snapshot = dump_json(self.store.to_json())
+        self._seq += 1
+
+    def flush(self) -> None:
+        """Persist every change made so far, before answering the request that made it.
+
+        Called outside the state lock: an fsync costs up to ~100 ms on a busy disk, so
+        concurrent requests share one write of the newest snapshot (group commit).
+        """
+        with self.lock:
+            target = self._seq
+        if self._written >= target:  # nothing new (reads do not wait for others' writes)
+            return
+        with self._write_lock:
+            if self._written >= target:
+                return
+            with self.lock:
+                seq, data = self._seq, self._snapshot
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.state_file, data)
+            self._written = seq
 
     def detach_all(self) -> None:
         """Detach every device (stop); the state keeps admin states for the next start."""
@@ -331,6 +357,7 @@ class Cluster:
                 self._validate(req, key, _VERB[method])
             handler: Handler = getattr(type(self), fn_name)
             result = handler(self, req, args or [])
+        self.flush()
         if isinstance(result, Response):
             return result
         return Response(200, self._envelope(req, result))

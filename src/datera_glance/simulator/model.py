@@ -117,10 +117,13 @@ class Store:
         return store
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` so that a crash leaves either the old or the new file, never half of one."""
+def dump_json(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+def write_json_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so that a crash leaves either the old or the new file, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps(obj, indent=1, sort_keys=True).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

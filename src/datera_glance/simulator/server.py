@@ -77,7 +77,10 @@ class _Dropped(Exception):
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    # Connection threads are joined by server_close() (after close_connections()), so stop()
+    # returns with no request still running.
+    daemon_threads = False
+    block_on_close = True
     allow_reuse_address = True
 
     def __init__(self, addr: tuple[str, int], sim: Simulator) -> None:
@@ -106,13 +109,21 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "EDF-simulator"
 
     def setup(self) -> None:
+        conns = self.server.conns
+        with self.server.conns_lock:
+            conns.add(self.request)
         ctx = self.server.ssl_context
         if ctx is not None:
-            self.request.settimeout(self.timeout)
-            # Handshake here, on the connection's own thread, not in the accept loop.
-            self.request = ctx.wrap_socket(self.request, server_side=True)
-        with self.server.conns_lock:
-            self.server.conns.add(self.request)
+            raw = self.request
+            raw.settimeout(self.timeout)
+            try:
+                # Handshake here, on the connection's own thread, not in the accept loop.
+                self.request = ctx.wrap_socket(raw, server_side=True)
+            finally:
+                with self.server.conns_lock:
+                    conns.discard(raw)
+            with self.server.conns_lock:
+                conns.add(self.request)
         super().setup()
 
     def finish(self) -> None:
@@ -121,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with self.server.conns_lock:
                 self.server.conns.discard(self.request)
+            if self.server.ssl_context is not None:
+                # socketserver closes the plain socket it accepted, which the TLS wrapper
+                # has taken over: close the wrapper ourselves.
+                with contextlib.suppress(OSError):
+                    self.request.close()
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("http: " + format, *args)
@@ -292,6 +308,7 @@ class Simulator:
         with self.cluster.lock:
             self.cluster.sessions.clear()
             self.cluster.save()
+        self.cluster.flush()
 
     def __enter__(self) -> Simulator:
         self.start()

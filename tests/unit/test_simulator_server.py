@@ -1,0 +1,176 @@
+"""Simulator: persistence across restarts, TLS, concurrency, logging (file backend)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+
+from datera_glance.simulator import GiB, Simulator
+from tests.plugins.simulator import Edf
+
+
+def test_state_survives_restart(
+    simulator_factory: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = simulator_factory(data_dir=tmp_path)
+    edf = Edf(sim)
+    edf.call("POST", "/tenants", json={"name": "kept_tenant"})
+    edf.call("POST", "/initiators", json={"id": "iqn.1993-08.org.debian:01:kept1", "name": "kept"})
+    on = edf.create_ai("kept-online", size=2)["data"]
+    off = edf.create_ai("kept-offline")["data"]
+    edf.call("PUT", f"/app_instances/{off['id']}", json={"admin_state": "offline"})
+    edf.call("PUT", f"/app_instances/{on['id']}/metadata", json={"type": "image", "length": 3})
+    with open(on["storage_instances"][0]["access"]["device_path"], "r+b") as f:
+        f.write(b"persisted")
+    before = sim.state()
+    old_key = edf.key
+    port = sim.port
+    sim.stop()
+
+    state_file = tmp_path / "state.json"
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob("*.tmp"))
+    json.loads(state_file.read_text())
+
+    again = simulator_factory(data_dir=tmp_path, port=port)
+    after = again.state()
+    assert after["app_instances"] == before["app_instances"]
+    assert after["initiators"] == before["initiators"]
+    assert after["tenants"] == before["tenants"] == ["/root", "/root/kept_tenant"]
+    assert after["sessions"] == 0
+    # A restart drops sessions: the old key is refused, a new login works.
+    r = requests.get(f"{again.url}/v2.2/system", headers={"Auth-Token": old_key or ""}, timeout=10)
+    assert r.status_code == 401
+    edf2 = Edf(again)
+    ai = edf2.call("GET", "/app_instances/kept-online")["data"]
+    assert ai["admin_state"] == "online"
+    with open(ai["storage_instances"][0]["access"]["device_path"], "rb") as f:
+        assert f.read(9) == b"persisted"
+    assert edf2.call("GET", f"/app_instances/{ai['id']}/metadata")["data"]["length"] == 3
+    off_again = edf2.call("GET", "/app_instances/kept-offline")["data"]
+    assert "device_path" not in off_again["storage_instances"][0]["access"]
+
+
+def test_corrupt_state_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text('{"format": 99}')
+    sim = Simulator(tmp_path)
+    with pytest.raises(ValueError, match="format"):
+        sim.start()
+
+
+def test_context_manager_and_url(tmp_path: Path) -> None:
+    with Simulator(tmp_path, port=0) as sim:
+        assert sim.url == f"http://127.0.0.1:{sim.port}" and sim.port > 0
+        assert sim.ca_file is None
+        Edf(sim).call("GET", "/system")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{sim.url}/v2.2/system", timeout=5)
+
+
+def test_tls_with_generated_certificate(simulator_factory: Callable[..., Simulator]) -> None:
+    sim = simulator_factory(tls=True)
+    assert sim.url.startswith("https://127.0.0.1:")
+    assert sim.ca_file == str(sim.data_dir / "tls" / "cert.pem")
+    key_file = sim.data_dir / "tls" / "key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(Path(sim.ca_file).read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+    edf = Edf(sim)  # verifies against sim.ca_file
+    edf.create_ai("tls-ai")
+    r = requests.get(
+        f"https://localhost:{sim.port}/v2.2/system",
+        headers={"Auth-Token": edf.key or ""},
+        verify=sim.ca_file,
+        timeout=10,
+    )
+    assert r.status_code == 200
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{sim.url}/v2.2/system", verify=True, timeout=10)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{sim.port}/v2.2/system", timeout=10)
+    # A client that hangs up mid-handshake does not disturb the server.
+    ctx = ssl.create_default_context()
+    with pytest.raises(ssl.SSLError):
+        import socket
+
+        with (
+            socket.create_connection(("127.0.0.1", sim.port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
+            pass
+    edf.call("GET", "/system")
+
+
+def test_concurrent_clients(simulator: Simulator) -> None:
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            edf = Edf(simulator)
+            for i in range(5):
+                ai = edf.create_ai(f"conc-{n}-{i}")["data"]
+                edf.call("PUT", f"/app_instances/{ai['id']}/metadata", json={"n": n})
+                edf.call("GET", "/app_instances", params={"limit": 3})
+                edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "offline"})
+            edf.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    state = simulator.state()
+    assert len(state["app_instances"]) == 40
+    assert len({a["id"] for a in state["app_instances"]}) == 40
+    assert state["capacity"]["used"] == 40 * GiB
+    assert all(a["admin_state"] == "offline" for a in state["app_instances"])
+
+
+def test_request_log_has_no_secrets(simulator: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="datera_glance.simulator")
+    edf = Edf(simulator)
+    edf.create_ai("log-ai")
+    ai_path = "/app_instances/log-ai/storage_instances/storage-1/auth"
+    edf.call(
+        "PUT",
+        ai_path,
+        json={"type": "chap", "target_user_name": "chapuser", "target_pswd": "TopSecret12345"},
+    )
+    text = caplog.text
+    assert "PUT /v2.2/login -> 200" in text and "POST /v2.2/app_instances -> 200" in text
+    for secret in ("password", edf.key or "missing", "TopSecret12345"):
+        assert secret not in text
+    state_text = json.dumps(simulator.state())
+    assert "TopSecret12345" not in state_text
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        Simulator(tmp_path, backend="nvme")
+    with pytest.raises(ValueError):
+        Simulator(tmp_path, api_versions=("2.3",))
+    os.makedirs(tmp_path / "x", exist_ok=True)
+    busy = Simulator(tmp_path / "x")
+    busy.start()
+    try:
+        with pytest.raises(OSError):
+            Simulator(tmp_path / "y", port=busy.port).start()
+    finally:
+        busy.stop()
