@@ -372,6 +372,10 @@ def _fmt(x: float | None, pct: bool = False) -> str:
     return f"{x:.0%}" if pct else f"{x:.2f}"
 
 
+def _load(values: Sequence[float] | None) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     env = doc["environment"]
     cfg = doc["config"]
@@ -379,7 +383,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"# Benchmark summary ({doc['mode']} mode)",
         "",
         f"{env.get('time_utc', '')}, {env.get('cpus')} CPUs, kernel {env.get('kernel')}, "
-        f"Python {env.get('python')}, load average at start {env.get('loadavg')}; "
+        f"Python {env.get('python')}, load average at start {_load(env.get('loadavg'))}, "
+        f"at the end {_load(env.get('loadavg_end'))} (other work on the CPUs skews ratios); "
         f"loop device dio={doc['device'].get('dio')}, "
         f"{cfg['total'] / MiB:.0f} MiB per transfer, {cfg['rounds']} interleaved rounds. "
         "Ratios are medians of per-round ratios [min-max]; MB/s = 10^6 B/s.",

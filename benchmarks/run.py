@@ -8,6 +8,7 @@ fio (installed with apt-get when missing).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             extra["rss"] = rss_probe.run_all(config, scratch, log)
     extra["elapsed_seconds"] = time.perf_counter() - t0
+    env["loadavg_end"] = os.getloadavg()
     doc = report.build_document(config, cases, results, environment=env, device=device, extra=extra)
     paths = report.write_outputs(doc, args.out)
     print(report.markdown(doc))
