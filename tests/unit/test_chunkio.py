@@ -149,6 +149,19 @@ def test_source_types(core: chunkio.Copier, tmp_path: Path, make_source: Any) ->
     assert Path(path).read_bytes()[: len(data)] == data
 
 
+@pytest.mark.parametrize("buffering", [0, -1], ids=["raw", "buffered"])
+def test_file_object_source(core: chunkio.Copier, tmp_path: Path, buffering: int) -> None:
+    data = _payload(2 * MiB + 99)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    path = _target(tmp_path, 3 * MiB)
+    md5 = hashlib.md5()
+    with open(src, "rb", buffering=buffering) as f:
+        assert core.write_stream(f, path, hashers=[md5], buffer_size=256 * KiB) == len(data)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert Path(path).read_bytes()[: len(data)] == data
+
+
 def test_hashers_and_verifier_each_on_own_thread(core: chunkio.Copier, tmp_path: Path) -> None:
     data = _payload(2 * MiB + 5)
     path = _target(tmp_path, 3 * MiB)
