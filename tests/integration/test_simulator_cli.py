@@ -1,0 +1,204 @@
+"""``datera-glance simulator`` as a subprocess: the ready line, signals, loop cleanup."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.plugins.simulator import loop_devices_on
+
+READY = re.compile(r"^listening on (https?)://127\.0\.0\.1:(\d+)$")
+
+
+@contextmanager
+def cli(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start the simulator CLI on a free port; yield (process, base URL)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "datera_glance.cli",
+        "simulator",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--user",
+        "sim_user",
+        "--password",
+        "sim_pass",
+        *extra,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().rstrip("\n")
+        m = READY.match(line)
+        assert m, (
+            f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+        )
+        yield proc, f"{m.group(1)}://127.0.0.1:{m.group(2)}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _login(url: str, **kwargs: object) -> str:
+    r = requests.put(
+        f"{url}/v2.2/login", json={"name": "sim_user", "password": "sim_pass"}, timeout=10, **kwargs
+    )  # type: ignore[arg-type]
+    assert r.status_code == 200, r.text
+    key: str = r.json()["key"]
+    return key
+
+
+def _create(url: str, key: str, name: str, **kwargs: object) -> dict:
+    body = {
+        "name": name,
+        "storage_instances": [{"name": "storage-1", "volumes": [{"name": "volume-1", "size": 1}]}],
+    }
+    r = requests.post(
+        f"{url}/v2.2/app_instances", json=body, headers={"Auth-Token": key}, timeout=10, **kwargs
+    )  # type: ignore[arg-type]
+    assert r.status_code == 200, r.text
+    data: dict = r.json()["data"]
+    return data
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_serves_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    with cli(tmp_path, "--capacity", "5GiB", "--sw-version", "3.3.1.0") as (proc, url):
+        key = _login(url)
+        system = requests.get(f"{url}/v2.2/system", headers={"Auth-Token": key}, timeout=10)
+        assert system.json()["data"]["total_capacity"] == 5 * 1024**3
+        assert system.json()["data"]["sw_version"] == "3.3.1.0"
+        _create(url, key, "cli-ai")
+        proc.send_signal(sig)
+        assert proc.wait(15) == 0
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+    assert (tmp_path / "state.json").exists()
+
+
+def test_cli_tls(tmp_path: Path) -> None:
+    with cli(tmp_path, "--tls") as (proc, url):
+        assert url.startswith("https://")
+        ca = tmp_path / "tls" / "cert.pem"
+        assert ca.exists()
+        _login(url, verify=str(ca))
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+def test_cli_api_versions_and_session_ttl(tmp_path: Path) -> None:
+    with cli(tmp_path, "--api-versions", "2.1", "--session-ttl", "60") as (proc, url):
+        r = requests.get(f"{url}/api_versions", timeout=10)
+        assert r.json() == {"api_versions": ["v2.1"]}
+        r = requests.put(
+            f"{url}/v2.2/login", json={"name": "sim_user", "password": "sim_pass"}, timeout=10
+        )
+        assert r.status_code == 404
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--api-versions", "3.0"],
+        ["--capacity", "lots"],
+        ["--backend", "nvme"],
+        ["--sw-version", "three"],
+    ],
+    ids=["api-version", "capacity", "backend", "sw-version"],
+)
+def test_cli_bad_usage_exits_2(tmp_path: Path, bad: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "datera_glance.cli", "simulator", "--data-dir", str(tmp_path), *bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "listening" not in proc.stdout
+
+
+def test_cli_port_in_use_is_an_error(tmp_path: Path) -> None:
+    with cli(tmp_path / "one") as (proc, url):
+        port = url.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "datera_glance.cli",
+                "simulator",
+                "--port",
+                port,
+                "--data-dir",
+                str(tmp_path / "two"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1 and "cannot start" in second.stderr
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+@pytest.mark.root
+def test_cli_loop_backend_leaves_no_loop_device(tmp_path: Path) -> None:
+    with cli(tmp_path, "--backend", "loop") as (proc, url):
+        key = _login(url)
+        ai = _create(url, key, "cli-loop-ai")
+        device = ai["storage_instances"][0]["access"]["device_path"]
+        assert device.startswith("/dev/loop")
+        assert loop_devices_on(tmp_path) == [device]
+        proc.terminate()
+        assert proc.wait(15) == 0
+    assert loop_devices_on(tmp_path) == []
+
+
+@pytest.mark.root
+def test_cli_loop_backend_without_root_exits_2(tmp_path: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("setpriv (util-linux) is needed to run the CLI as an unprivileged user")
+    os.chmod(tmp_path, 0o777)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "datera_glance.cli",
+            "simulator",
+            "--backend",
+            "loop",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "needs root" in proc.stderr
+    assert "listening" not in proc.stdout
