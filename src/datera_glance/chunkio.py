@@ -289,8 +289,13 @@ class _WritePipeline:
         thread.start()
         self.threads.append(thread)
 
-    def stop(self) -> None:
-        """Stop and join every thread, then release the buffers. Safe after any error."""
+    def stop(self, *, abort: bool) -> None:
+        """Stop and join every thread, then release the buffers. Safe after any error.
+
+        With ``abort``, buffers still queued are neither written nor hashed.
+        """
+        if abort:
+            self._fail(_Aborted("write_stream failed"))
         for q in self.consumer_qs:
             q.put(_STOP)
         for _ in range(self.depth):
@@ -554,15 +559,17 @@ class _Writer:
             pipe = _WritePipeline(
                 self.core, consumers, buffer_size=buffer_size, depth=depth, skip_zeros=skip_zeros
             )
+            drained = False
             try:
                 pipe.start()
                 written = self._loop(pipe, _Filler(self.core, source, buffer_size))
                 pipe.drain_all()
+                drained = True
             except _Aborted:
                 assert pipe.error is not None
                 raise pipe.error from None
             finally:
-                pipe.stop()
+                pipe.stop(abort=not drained)
             assert self.target is not None
             self.target.fsync()
             if self.size is not None and written != self.size:
