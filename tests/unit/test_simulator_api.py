@@ -364,3 +364,48 @@ def test_bad_json_is_400(edf: Edf) -> None:
 def test_unknown_route_and_method(edf: Edf) -> None:
     assert edf.call("GET", "/no_such_thing", expect=404)["name"] == "InvalidRouteError"
     assert edf.call("POST", "/system", expect=405)["http"] == 405
+
+
+def test_form_encoded_login(simulator: Simulator) -> None:
+    """The Go SDK logs in with a form-encoded body."""
+    r = requests.put(
+        f"{simulator.url}/v2.2/login", data={"name": "admin", "password": "password"}, timeout=10
+    )
+    assert r.status_code == 200 and r.json()["key"]
+
+
+def test_api_v22_has_the_22_deltas(simulator: Simulator) -> None:
+    v21 = requests.get(f"{simulator.url}/v2.1/api", timeout=30).json()
+    v22 = requests.get(f"{simulator.url}/v2.2/api", timeout=30).json()
+    assert "force" not in v21["/initiators"]["create"]["bodyParamSchema"]["properties"]
+    assert "force" in v22["/initiators"]["create"]["bodyParamSchema"]["properties"]
+    assert v22["version"] == "v2.2"
+
+
+def test_storage_instance_and_volume_endpoints(edf: Edf) -> None:
+    ai = edf.create_ai("sub-ai", size=1.5)["data"]
+    base = f"/app_instances/{ai['name']}/storage_instances"
+    sis = edf.call("GET", base)
+    assert [s["name"] for s in sis["data"]] == ["storage-1"] and sis["metadata"]["total_count"] == 1
+    vols = edf.call("GET", f"{base}/storage-1/volumes")["data"]
+    assert vols[0]["size"] == 1.5 and vols[0]["name"] == "volume-1"
+    assert edf.call("GET", f"{base}/storage-1/volumes/volume-1")["data"] == vols[0]
+    assert Path(vols[0]["device_path"]).stat().st_size == int(1.5 * GiB)
+    edf.call("GET", f"{base}/storage-9", expect=404)
+    edf.call("GET", f"{base}/storage-1/volumes/volume-9", expect=404)
+    updated = edf.call(
+        "PUT",
+        f"{base}/storage-1/volumes/volume-1",
+        json={"replica_count": 2, "placement_mode": "all_flash"},
+    )["data"]
+    assert updated["replica_count"] == 2 and updated["placement_mode"] == "all_flash"
+
+
+def test_sort_and_rename(edf: Edf) -> None:
+    for name in ("zeta-ai", "alpha-ai", "mid-ai"):
+        edf.create_ai(name)
+    listed = edf.call("GET", "/app_instances", params={"sort": "name"})["data"]
+    assert [a["name"] for a in listed] == ["alpha-ai", "mid-ai", "zeta-ai"]
+    renamed = edf.call("PUT", "/app_instances/mid-ai", json={"name": "renamed-ai"})["data"]
+    assert renamed["name"] == "renamed-ai"
+    edf.call("PUT", "/app_instances/renamed-ai", json={"name": "zeta-ai"}, expect=409)

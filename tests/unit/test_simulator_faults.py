@@ -105,6 +105,9 @@ def test_bad_fault_requests_are_400(simulator: Simulator) -> None:
         {"path": "/x", "oops": 1},
         {"status": 500},
         {"path": "/x", "status": 200},
+        {"path": "/x", "status": "503"},
+        {"path": "/x", "status": 503, "count": 0},
+        {"path": "/x", "delay": -1},
     ):
         assert requests.post(url, json=bad, timeout=10).status_code == 400, bad
     assert simulator.state()["faults"] == []

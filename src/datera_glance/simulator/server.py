@@ -77,10 +77,9 @@ class _Dropped(Exception):
 
 
 class _Server(ThreadingHTTPServer):
-    # Connection threads are joined by server_close() (after close_connections()), so stop()
-    # returns with no request still running.
-    daemon_threads = False
-    block_on_close = True
+    # Connection threads are daemons (a forgotten stop() must not hang interpreter exit) but
+    # tracked, so stop() can join them after closing their sockets.
+    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, addr: tuple[str, int], sim: Simulator) -> None:
@@ -88,7 +87,24 @@ class _Server(ThreadingHTTPServer):
         self.ssl_context: ssl.SSLContext | None = None
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
         super().__init__(addr, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        t = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self.conns_lock:
+            self.threads = [x for x in self.threads if x.is_alive()]
+            self.threads.append(t)
+        t.start()
+
+    def join_threads(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.conns_lock:
+            threads = list(self.threads)
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (or refusing our certificate) is normal here: no tracebacks.
@@ -299,8 +315,9 @@ class Simulator:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
-            server.close_connections()
             server.server_close()
+            server.close_connections()
+            server.join_threads(timeout=10)
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -355,6 +372,10 @@ class Simulator:
             raise ValueError("a fault needs status, drop or delay")
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be 4xx or 5xx")
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (or null: every request)")
+        if skip < 0 or (delay is not None and delay < 0):
+            raise ValueError("skip and delay must not be negative")
         fault = Fault(
             method=method,
             path=re.compile(path),
