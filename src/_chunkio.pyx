@@ -7,7 +7,14 @@ descriptors, offsets, lengths and buffers only. Every syscall and every bulk cop
 with the GIL released, so the copier's threads overlap on both cores.
 """
 
-from cpython.buffer cimport PyBUF_WRITABLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_ND,
+    PyBUF_STRIDES,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, ENOSPC, errno
@@ -24,6 +31,7 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
+cdef char *_FORMAT_B = "B"
 cdef size_t _page_size = <size_t>sysconf(_SC_PAGESIZE)
 
 CORE_NAME = "compiled"
@@ -99,10 +107,11 @@ cdef class AlignedBuffer:
         view.len = self.size
         view.readonly = 0
         view.itemsize = 1
-        view.format = "B"
+        # Fill only what was asked for, as PyBuffer_FillInfo does for plain bytes.
+        view.format = _FORMAT_B if flags & PyBUF_FORMAT else NULL
         view.ndim = 1
-        view.shape = self.shape
-        view.strides = self.strides
+        view.shape = self.shape if flags & PyBUF_ND else NULL
+        view.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
         view.suboffsets = NULL
         view.internal = NULL
         self.exports += 1
