@@ -7,8 +7,9 @@ import logging
 import os
 import ssl
 import stat
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import requests
 from cryptography import x509
 
 from datera_glance.simulator import GiB, Simulator
+from datera_glance.simulator.backends import BackendError
 from tests.plugins.simulator import Edf
 
 
@@ -174,3 +176,68 @@ def test_bad_arguments(tmp_path: Path) -> None:
             Simulator(tmp_path / "y", port=busy.port).start()
     finally:
         busy.stop()
+
+
+class FakeLosetup:
+    """Plays ``losetup`` for the loop backend without root; fails the Nth attach."""
+
+    def __init__(self, fail_attach: int | None = None) -> None:
+        self.attached: dict[str, str] = {}  # device -> file
+        self.attaches = 0
+        self.fail_attach = fail_attach
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        argv = list(argv)
+        self.calls.append(argv)
+        if argv[1] == "--find":
+            self.attaches += 1
+            if self.attaches == self.fail_attach:
+                raise subprocess.CalledProcessError(1, argv, stderr="no free loop device")
+            dev = f"/dev/loop{100 + self.attaches}"
+            self.attached[dev] = argv[-1]
+            return dev + "\n"
+        if argv[1] == "-d":
+            self.attached.pop(argv[2])
+            return ""
+        if argv[1] == "-j":
+            return "".join(f"{d}: []: ({f})\n" for d, f in self.attached.items() if f == argv[2])
+        raise AssertionError(argv)
+
+
+def test_loop_backend_with_injected_losetup(tmp_path: Path) -> None:
+    fake = FakeLosetup()
+    with Simulator(tmp_path, backend="loop", run=fake) as sim:
+        edf = Edf(sim)
+        ai = edf.create_ai("fake-loop")["data"]
+        assert ai["storage_instances"][0]["access"]["device_path"] == "/dev/loop101"
+        assert fake.calls[0][:4] == ["losetup", "--find", "--show", "--direct-io=on"]
+        assert sim.state()["loop_devices"] == ["/dev/loop101"]
+        edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "offline"})
+        assert fake.attached == {}
+        edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "online"})
+        assert list(fake.attached) == ["/dev/loop102"]
+        # A device attached behind the simulator's back is cleaned up on the next start.
+    fake.attached["/dev/loop7"] = sim.state()["app_instances"][0]["file"]
+    with Simulator(tmp_path, backend="loop", run=fake) as sim:
+        assert list(fake.attached) == ["/dev/loop103"]
+        assert sim.state()["loop_devices"] == ["/dev/loop103"]
+    assert fake.attached == {}
+
+
+def test_failed_attach_leaves_nothing(tmp_path: Path) -> None:
+    fake = FakeLosetup(fail_attach=2)
+    with Simulator(tmp_path, backend="loop", run=fake) as sim:
+        edf = Edf(sim)
+        edf.create_ai("first-ok")
+        body = edf.create_ai("second-fails", expect=500)
+        assert "no free loop device" in body["message"]
+        names = [a["name"] for a in sim.state()["app_instances"]]
+        assert names == ["first-ok"]
+        assert len(list((tmp_path / "volumes").glob("*.img"))) == 1
+    # On restart, a failing re-attach fails start() and detaches what it had attached.
+    fake2 = FakeLosetup(fail_attach=1)
+    sim2 = Simulator(tmp_path, backend="loop", run=fake2)
+    with pytest.raises(BackendError):
+        sim2.start()
+    assert fake2.attached == {}

@@ -215,8 +215,13 @@ class Cluster:
                 for vol in self._volumes(ai):
                     self.backend.cleanup(Path(vol.file))
                     vol.device_path = None
-                if ai.admin_state == "online":
-                    self._attach(ai)
+            try:
+                for ai in self.store.app_instances.values():
+                    if ai.admin_state == "online":
+                        self._attach(ai)
+            except BackendError:
+                self.detach_all()  # start() fails: leave no device behind
+                raise
             self.save()
         self.flush()
 
@@ -639,8 +644,11 @@ class Cluster:
         ok_pw = secrets.compare_digest(str(body["password"]), self._password)
         if not (ok_name and ok_pw):
             raise ApiError(401, "Invalid credentials", name="AuthFailedError")
+        now = self.clock()
+        for old in [k for k, exp in self.sessions.items() if exp <= now]:
+            del self.sessions[old]
         key = secrets.token_hex(16)
-        self.sessions[key] = self.clock() + self.session_ttl
+        self.sessions[key] = now + self.session_ttl
         body_out = {"key": key, "version": f"v{req.version}", "request_time": int(time.time())}
         return Response(200, body_out)
 

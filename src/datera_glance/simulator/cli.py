@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=900.0,
         help="idle seconds before a session key expires (900)",
     )
+    parser.add_argument(
+        "--available-delay",
+        type=float,
+        default=0.0,
+        help="seconds a storage instance stays unavailable after online (0)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         api_versions=args.api_versions,
         sw_version=args.sw_version,
         session_ttl=args.session_ttl,
+        available_delay=args.available_delay,
     )
     stop = threading.Event()
 
