@@ -433,25 +433,25 @@ class _Filler:
                     break
                 filled += got
                 continue
-            if self.reader is not None:
-                # Never more than the room left: glance's reader refuses reads >= 128 MiB.
-                data = self.reader(size - filled)
-                if not data:
-                    self.eof = True
-                    break
-                filled += copy_into(buf, filled, data)
-                continue
             if self.leftover is None:
-                try:
-                    chunk = next(self.chunks)  # type: ignore[arg-type]
-                except StopIteration:
-                    self.eof = True
-                    break
+                if self.reader is not None:
+                    # Never more than the room left: glance's reader refuses reads >= 128 MiB.
+                    chunk = self.reader(size - filled)
+                    if not chunk:
+                        self.eof = True
+                        break
+                else:
+                    try:
+                        chunk = next(self.chunks)  # type: ignore[arg-type]
+                    except StopIteration:
+                        self.eof = True
+                        break
                 view = memoryview(chunk)
                 if view.format != "B" or view.ndim != 1:
                     view = view.cast("B")
                 if not view.nbytes:
                     continue
+                # A reader that returns more than asked is kept for the next buffer.
                 self.leftover = view
             view = self.leftover
             room = size - filled

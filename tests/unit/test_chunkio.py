@@ -149,6 +149,22 @@ def test_source_types(core: chunkio.Copier, tmp_path: Path, make_source: Any) ->
     assert Path(path).read_bytes()[: len(data)] == data
 
 
+def test_reader_returning_more_than_asked(core: chunkio.Copier, tmp_path: Path) -> None:
+    data = _payload(MiB + 7)
+
+    class Greedy:
+        pos = 0
+
+        def read(self, n: int) -> bytes:
+            out = data[self.pos : self.pos + 3 * n + 5]
+            self.pos += len(out)
+            return out
+
+    path = _target(tmp_path, 2 * MiB)
+    assert core.write_stream(Greedy(), path, size=len(data), buffer_size=64 * KiB) == len(data)
+    assert Path(path).read_bytes()[: len(data)] == data
+
+
 @pytest.mark.parametrize("buffering", [0, -1], ids=["raw", "buffered"])
 def test_file_object_source(core: chunkio.Copier, tmp_path: Path, buffering: int) -> None:
     data = _payload(2 * MiB + 99)
