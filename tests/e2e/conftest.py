@@ -1,0 +1,198 @@
+"""Fixtures for the real glance-api: one glance venv, one PostgreSQL, one EDF simulator per
+session, one glance-api (2 uwsgi processes x 4 threads, the datera backend) per module.
+
+The simulator runs in this process on loop devices (root), so tests read the cluster's view
+directly (``e2e_cluster.state()``); glance-api reaches it over HTTP like a real cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datera_glance.demo.glance_client import GlanceClient
+from datera_glance.demo.glance_env import (
+    GlanceApi,
+    GlanceVenv,
+    PostgreSQL,
+    datera_store_options,
+    open_files,
+    repo_root,
+)
+from datera_glance.simulator import Simulator
+from tests.plugins.simulator import loop_devices_on
+
+LOG = logging.getLogger(__name__)
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+E2E_INITIATOR = "iqn.2026-11.org.datera-glance:e2e-glance-api"
+
+
+# ---- test data -------------------------------------------------------------------------
+
+
+def payload(size: int, seed: int) -> bytes:
+    """Deterministic incompressible bytes (no all-zero blocks)."""
+    return random.Random(seed).randbytes(size)
+
+
+def pattern_stream(size: int, seed: int, block: int = 4 * MiB) -> Iterator[bytes]:
+    """``size`` deterministic bytes, generated block by block (for sizes not kept in memory):
+    one random block, each copy stamped with its index so no two blocks are equal."""
+    base = payload(block, seed)
+    for index, start in enumerate(range(0, size, block)):
+        n = min(block, size - start)
+        yield (index.to_bytes(8, "little") + base[8:])[:n]
+
+
+def digests(chunks: Iterable[bytes]) -> tuple[str, str, int]:
+    """md5, sha512 and length of a stream, the two hashes on their own threads."""
+    md5, sha = hashlib.md5(), hashlib.sha512()
+    total = 0
+    for chunk in chunks:
+        t = threading.Thread(target=md5.update, args=(chunk,))
+        t.start()
+        sha.update(chunk)
+        t.join()
+        total += len(chunk)
+    return md5.hexdigest(), sha.hexdigest(), total
+
+
+# ---- the cluster's view ------------------------------------------------------------------
+
+
+def app_instance(cluster: Simulator, image_id: str) -> dict[str, Any] | None:
+    """The simulator's app instance for an image (by uuid), or None."""
+    found = [ai for ai in cluster.state()["app_instances"] if ai["uuid"] == image_id]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def devices_in_use(api: GlanceApi, cluster: Simulator) -> dict[int, list[str]]:
+    """glance-api processes that hold a cluster device (loop device or volume file) open."""
+    devices = set(cluster.state()["loop_devices"])
+    devices |= {ai["file"] for ai in cluster.state()["app_instances"] if ai["file"]}
+    holders = {}
+    for pid, files in open_files(api.pids()).items():
+        held = [f for f in files if f in devices]
+        if held:
+            holders[pid] = held
+    return holders
+
+
+# ---- fixtures --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def glance_venv() -> GlanceVenv:
+    """glance 33 in its cached venv, with this checkout built into it."""
+    return GlanceVenv(repo_root(), log=LOG.warning).ensure()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    with PostgreSQL(log=LOG.warning) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """The EDF simulator on loop devices, for the whole session."""
+    sim = Simulator(tmp_path_factory.mktemp("e2e-edf"), backend="loop")
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+        left = loop_devices_on(sim.data_dir)
+        for dev in left:
+            import subprocess
+
+            subprocess.run(["losetup", "-d", dev], check=False)
+        assert not left, f"loop devices left attached: {left}"
+
+
+@pytest.fixture(scope="module")
+def glance_api(
+    glance_venv: GlanceVenv,
+    postgres: PostgreSQL,
+    e2e_cluster: Simulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GlanceApi]:
+    """glance-api with ``enabled_backends = datera1:datera`` on the simulator."""
+    options = datera_store_options(
+        e2e_cluster.host,
+        e2e_cluster.port,
+        username="admin",
+        password="password",
+        initiator_name=E2E_INITIATOR,
+        # Small volumes and one growth step: a ~1.1 GiB chunked upload must grow once.
+        datera_default_image_size=1,
+        datera_chunk_size=GiB,
+    )
+    base: Path = tmp_path_factory.mktemp("e2e-glance")
+    api = GlanceApi(
+        glance_venv,
+        base,
+        store_options=options,
+        database_url=postgres.url,
+        processes=2,
+        threads=4,
+        import_methods=["glance-direct"],
+        show_locations=True,
+        log=LOG.warning,
+    )
+    with api:
+        yield api
+
+
+@pytest.fixture
+def glance(glance_api: GlanceApi) -> GlanceClient:
+    return GlanceClient(glance_api.url)
+
+
+class Images:
+    """Images a test creates; deleted (best effort) at teardown."""
+
+    def __init__(self, client: GlanceClient) -> None:
+        self.client = client
+        self.ids: list[str] = []
+
+    def create(self, name: str, **props: Any) -> str:
+        image_id: str = self.client.create_image(name, **props)["id"]
+        self.ids.append(image_id)
+        return image_id
+
+    def cleanup(self) -> None:
+        for image_id in self.ids:
+            self.client.delete_image(image_id)
+
+
+@pytest.fixture
+def images(glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator) -> Iterator[Images]:
+    """Image factory; afterwards no glance-api process may still hold a cluster device."""
+    tracker = Images(glance)
+    yield tracker
+    wait_until(
+        lambda: not devices_in_use(glance_api, e2e_cluster),
+        what="glance-api to close every cluster device",
+    )
+    tracker.cleanup()
