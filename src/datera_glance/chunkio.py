@@ -95,6 +95,7 @@ CORE: str = (
     if _compiled is not None and not _env_flag("DATERA_GLANCE_NO_EXTENSIONS")
     else "python"
 )
+LOG.debug("copier core: %s (compiled available: %s)", CORE, _compiled is not None)
 
 
 class SizeMismatch(ValueError):
