@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -235,6 +236,9 @@ def test_https_without_verification_warns_and_works(
         c = connect(sim, ssl_verify=False, ca_file=None)
     assert "verification is OFF" in caplog.text
     assert c.client.system().sw_version  # and no InsecureRequestWarning (warnings are errors)
+    with warnings.catch_warnings():  # a caller resetting the filters does not bring it back
+        warnings.simplefilter("error")
+        assert c.client.system().sw_version
 
 
 def test_https_with_the_wrong_ca_fails(

@@ -208,11 +208,16 @@ class EdfClient:
                 "the connection can be intercepted",
                 config.base_url,
             )
-            # We warned once above; urllib3 would warn again on every request to this host.
-            host = re.escape(config.host)
-            warnings.filterwarnings(
-                "ignore", message=rf"Unverified HTTPS request is being made to host '{host}'"
-            )
+
+    def _quiet_insecure_warning(self) -> None:
+        """Silence urllib3's per-request warning for this host only: we warned once above.
+
+        Re-applied before each request because test runners and callers reset filters.
+        """
+        host = re.escape(self.config.host)
+        warnings.filterwarnings(
+            "ignore", message=rf"Unverified HTTPS request is being made to host '{host}'"
+        )
 
     def __repr__(self) -> str:
         return f"EdfClient({self.config.base_url}, tenant={self.config.tenant!r})"
@@ -383,6 +388,8 @@ class EdfClient:
         url = f"{self.config.base_url}/v{version}/{path}"
         log_path = f"/v{version}/{path}"
         deadline = self._clock() + (self.config.retry_deadline if retry else 0.0)
+        if self._verify is False and self.config.use_ssl:
+            self._quiet_insecure_warning()
         after_connection_error = False
         attempt = 0
         while True:
