@@ -614,3 +614,38 @@ def test_wait_available_failed_stops() -> None:
     with pytest.raises(errors.EdfError, match="failed"):
         make_client(fake).wait_available("x")
     assert len(fake.api_calls()) == 1
+
+
+def test_threads_share_one_relogin() -> None:
+    """Many threads hitting an expired session log in again once, not once each."""
+    import threading
+
+    expired = edf_error(401, "InvalidSessionKeyError", "expired")
+    barrier = threading.Barrier(8)
+
+    refused: set[str] = set()
+
+    def system(call: Call) -> FakeResponse:
+        return expired if call.headers["Auth-Token"] in refused else ok({"name": "c1"})
+
+    fake = FakeSession().on("GET", "/v2.2/system", system)
+    client = make_client(fake)
+    client.system()  # logged in with tok-1 ...
+    refused.add("tok-1")  # ... which then expires
+    fake.calls.clear()
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            assert client.system().name == "c1"
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [c.path for c in fake.calls].count("/v2.2/login") == 1

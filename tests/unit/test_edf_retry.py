@@ -231,3 +231,11 @@ def test_relogin_then_retry_still_one_deadline_each() -> None:
     tokens = [c.headers["Auth-Token"] for c in _system_calls(fake)]
     assert tokens == ["tok-1", "tok-2", "tok-2"]
     assert len(clock.sleeps) == 1
+
+
+def test_retry_after_zero_still_backs_off() -> None:
+    busy = edf_error(503, "NotConnectedError", "busy", **{"Retry-After": "0"})
+    fake = FakeSession().on("GET", SYSTEM, busy, busy, ok({}))
+    clock = FakeClock()
+    make_client(fake, clock=clock, random=0.0).system()
+    assert clock.sleeps == [0.25, 0.5]  # never a tight loop

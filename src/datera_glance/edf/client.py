@@ -251,7 +251,7 @@ class EdfClient:
                     "PUT",
                     "logout",
                     self._version,
-                    headers=self._headers(token=token),
+                    headers=self._headers(token=token, has_body=False),
                     retry=False,
                 )
                 if reply.status >= 400:
@@ -299,7 +299,10 @@ class EdfClient:
         key = reply.body.get("key") if isinstance(reply.body, Mapping) else None
         if not key:
             raise errors.AuthError(
-                "login returned no session key", status=reply.status, method="PUT", path="login"
+                "login returned no session key",
+                status=reply.status,
+                method="PUT",
+                path=f"/v{version}/login",
             )
         LOG.debug(
             "logged in to EDF %s as %r (API v%s)",
@@ -419,7 +422,6 @@ class EdfClient:
                 LOG.debug("%s %s -> %s after %.3fs", method, log_path, type(exc).__name__, elapsed)
                 after_connection_error = True
                 failure: str = f"{type(exc).__name__}: {self._scrub(str(exc), secrets)}"
-                status: int | None = None
                 reply: _Reply | None = None
                 wait_hint: float | None = None
             else:
@@ -432,7 +434,9 @@ class EdfClient:
                 failure = f"HTTP {status}"
                 wait_hint = _retry_after(resp.headers, self._wall_clock())
             remaining = deadline - self._clock()
-            delay = wait_hint if wait_hint is not None else min(self._backoff(attempt), remaining)
+            delay = min(self._backoff(attempt), remaining)
+            if wait_hint is not None:  # the server's word is a minimum
+                delay = max(delay, wait_hint)
             if remaining <= 0 or delay > remaining:
                 raise self._give_up(method, log_path, reply, failure, attempt + 1, secrets)
             LOG.info(
