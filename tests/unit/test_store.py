@@ -1,0 +1,243 @@
+"""The Store through glance_store's own API (multistore and legacy), and its configuration.
+
+These run on the file-backend simulator (the volume's sparse file is the "device"), so they
+need no root; the loop-device contract suite is tests/integration/test_store_contract.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from glance_store import backend as legacy_api
+from glance_store import capabilities, exceptions, location
+from glance_store import multi_backend as multi_api
+from oslo_config import cfg
+
+from datera_glance.simulator import Simulator
+from datera_glance.store import Store, StoreSettings
+from tests.plugins.store import TEST_INITIATOR, StoreFactory
+
+MiB = 1024**2
+
+
+def datera_options(sim: Simulator, lock_path: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "datera_san_ip": sim.host,
+        "datera_san_port": sim.port,
+        "datera_san_login": "admin",
+        "datera_san_password": "password",
+        "datera_ssl": False,
+        "datera_connector": "local",
+        "datera_initiator_name": TEST_INITIATOR,
+        **extra,
+    }
+
+
+class Overrides:
+    """Overrides on the global CONF (glance_store's module-level API reads it), undone later."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self.done: list[tuple[str, str | None]] = []
+
+    def config(self, group: str | None = None, **values: Any) -> None:
+        for name, value in values.items():
+            self.conf.set_override(name, value, group=group)
+            self.done.append((name, group))
+
+    def undo(self) -> None:
+        for name, group in reversed(self.done):
+            self.conf.clear_override(name, group=group)
+
+
+@pytest.fixture
+def global_conf(tmp_path: Any) -> Iterator[Overrides]:
+    conf = cfg.CONF
+    if "enabled_backends" not in conf:
+        conf.register_opt(cfg.DictOpt("enabled_backends"))
+    overrides = Overrides(conf)
+    saved = (dict(location.SCHEME_TO_CLS_MAP), dict(location.SCHEME_TO_CLS_BACKEND_MAP))
+    try:
+        overrides.config(lock_path=str(tmp_path / "locks"), group="oslo_concurrency")
+        yield overrides
+    finally:
+        overrides.undo()
+        location.SCHEME_TO_CLS_MAP.clear()
+        location.SCHEME_TO_CLS_MAP.update(saved[0])
+        location.SCHEME_TO_CLS_BACKEND_MAP.clear()
+        location.SCHEME_TO_CLS_BACKEND_MAP.update(saved[1])
+
+
+def close_clients(stores: list[Any]) -> None:
+    for store in stores:
+        if isinstance(store, Store) and store._backend is not None:
+            store._backend.client.close()
+
+
+def test_multistore_through_glance_store_api(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any
+) -> None:
+    """Two Datera backends on one cluster, told apart by tenant, as glance-api uses them."""
+    conf = cfg.CONF
+    global_conf.config(enabled_backends={"fast": "datera", "other": "datera"})
+    multi_api.register_store_opts(conf)
+    locks = str(tmp_path / "locks")
+    for name, value in datera_options(simulator, locks).items():
+        global_conf.config(group="fast", **{name: value})
+        global_conf.config(group="other", **{name: value})
+    global_conf.config(group="other", datera_tenant_id="/root/other")
+    global_conf.config(group="glance_store", default_backend="fast")
+    assert multi_api.create_multi_stores(conf) == 2
+    multi_api.verify_store()
+    stores = [multi_api.get_store_from_store_identifier(b) for b in ("fast", "other")]
+    try:
+        data = os.urandom(3 * MiB + 5)
+        uris = {}
+        for backend in ("fast", "other"):
+            image_id = str(uuid.uuid4())
+            uri, size, md5, multihash, meta = multi_api.add_with_multihash(
+                conf, image_id, io.BytesIO(data), len(data), backend, "sha256"
+            )
+            assert (size, md5, multihash) == (
+                len(data),
+                hashlib.md5(data).hexdigest(),
+                hashlib.sha256(data).hexdigest(),
+            )
+            assert meta == {"store": backend}
+            uris[backend] = uri
+        # glance maps a location to its backend by url_prefix: exactly one matches each URI
+        for backend, uri in uris.items():
+            owners = [s.backend_group for s in stores if uri.startswith(s.url_prefix)]
+            assert owners == [backend]
+        for backend, uri in uris.items():
+            it, size = multi_api.get(uri, backend, offset=10, chunk_size=100)
+            assert b"".join(it) == data[10:110] and size == 100
+            it, size = multi_api.get(uri, backend)
+            assert b"".join(it) == data and size == len(data)
+            assert multi_api.get_size_from_uri_and_backend(uri, backend) == len(data)
+            multi_api.delete(uri, backend)
+            with pytest.raises(exceptions.NotFound):
+                multi_api.delete(uri, backend)
+        assert simulator.state()["app_instances"] == []
+    finally:
+        close_clients(stores)
+
+
+def test_legacy_single_store_through_glance_store_api(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any
+) -> None:
+    conf = cfg.CONF
+    legacy_api.register_opts(conf)
+    global_conf.config(group="glance_store", stores=["datera"])
+    for name, value in datera_options(simulator, str(tmp_path / "locks")).items():
+        global_conf.config(group="glance_store", **{name: value})
+    assert legacy_api.create_stores(conf) >= 1
+    store = legacy_api.get_store_from_scheme("datera")
+    try:
+        assert isinstance(store, Store) and store.backend_group is None
+        data = os.urandom(2 * MiB + 1)
+        image_id = str(uuid.uuid4())
+        uri, size, md5, multihash, meta = legacy_api.add_to_backend_with_multihash(
+            conf, image_id, io.BytesIO(data), len(data), "sha512", scheme="datera"
+        )
+        assert (size, md5, multihash, meta) == (
+            len(data),
+            hashlib.md5(data).hexdigest(),
+            hashlib.sha512(data).hexdigest(),
+            {},
+        )
+        # the pre-0.26 add() still used by glance's staging code: a 4-tuple, md5 inserted
+        old_id = str(uuid.uuid4())
+        old = store.add(old_id, io.BytesIO(b"x" * 10), 10)
+        assert len(old) == 4 and old[2] == hashlib.md5(b"x" * 10).hexdigest()
+        it, got_size = legacy_api.get_from_backend(uri)
+        assert b"".join(it) == data and got_size == len(data)
+        assert legacy_api.get_size_from_backend(uri) == len(data)
+        legacy_api.delete_from_backend(uri)
+        legacy_api.delete_from_backend(old[0])
+        with pytest.raises(exceptions.NotFound):
+            legacy_api.get_size_from_backend(uri)
+        assert simulator.state()["app_instances"] == []
+    finally:
+        close_clients([store])
+
+
+@pytest.mark.parametrize("missing", ["san_ip", "san_login", "san_password"])
+def test_missing_credential_names_the_option(
+    simulator: Simulator, store_factory: StoreFactory, missing: str
+) -> None:
+    store = store_factory(simulator, **{missing: None})
+    assert not store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
+    with pytest.raises(exceptions.BadStoreConfiguration, match=f"datera_{missing} is not set"):
+        store.configure_add()
+    with pytest.raises(exceptions.StoreAddDisabled):
+        store.add(str(uuid.uuid4()), io.BytesIO(b"x"), 1, "sha512")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_unreachable_cluster_disables_writes_without_crashing(
+    store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Nowhere:
+        host, port, tls, ca_file = "127.0.0.1", closed_port(), False, None
+
+    with caplog.at_level(logging.ERROR, logger="datera_glance.store"):
+        store = store_factory(Nowhere(), retry_deadline=0.5)
+    assert "adding images is disabled" in caplog.text
+    assert "password" not in caplog.text.replace("datera_san_password", "")
+    assert not store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
+    assert store.is_capable(capabilities.BitMasks.READ_RANDOM)
+    with pytest.raises(exceptions.StoreAddDisabled):
+        store.add(str(uuid.uuid4()), io.BytesIO(b"x"), 1, "sha512")
+
+
+def test_capabilities_and_prefix(simulator: Simulator, store_factory: StoreFactory) -> None:
+    store = store_factory(simulator)
+    for cap in (
+        capabilities.BitMasks.READ_RANDOM,
+        capabilities.BitMasks.WRITE_ACCESS,
+        capabilities.BitMasks.DRIVER_REUSABLE,
+    ):
+        assert store.is_capable(cap)
+    assert not store.is_capable(capabilities.BitMasks.WRITE_OFFSET)
+    assert store.get_schemes() == ("datera",)
+    assert store.url_prefix == f"datera://{simulator.host}:{simulator.port}/app_instances/"
+    assert store.READ_CHUNKSIZE == store.WRITE_CHUNKSIZE == 4 * MiB
+
+
+def test_settings_hide_the_password(simulator: Simulator, store_factory: StoreFactory) -> None:
+    store = store_factory(simulator, san_password="s3cr3t-Pw")
+    settings = store._configured().settings
+    assert isinstance(settings, StoreSettings)
+    assert "s3cr3t-Pw" not in repr(settings)
+    assert settings.growth_step_gib == 1
+    assert StoreSettings.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_growth_step_rounds_up_and_is_capped(
+    simulator: Simulator, store_factory: StoreFactory
+) -> None:
+    for chunk, step in [(1, 1), (1024**3, 1), (1024**3 + 1, 2), (1024**4, 64)]:
+        store = store_factory(simulator, chunk_size=chunk)
+        assert store._configured().settings.growth_step_gib == step
+
+
+def test_io_buffer_size_is_rounded_to_pages(
+    simulator: Simulator, store_factory: StoreFactory
+) -> None:
+    store = store_factory(simulator, io_buffer_size=1024 * 1024 + 1)
+    assert store.WRITE_CHUNKSIZE == 1024 * 1024 + 4096
