@@ -649,3 +649,14 @@ def test_threads_share_one_relogin() -> None:
         t.join()
     assert failures == []
     assert [c.path for c in fake.calls].count("/v2.2/login") == 1
+
+
+def test_no_data_error_is_an_empty_list() -> None:
+    no_data = edf_error(404, "NotFoundError", "No data at /app_instances")
+    fake = FakeSession().on("GET", "/v2.2/app_instances", no_data)
+    client = make_client(fake)
+    assert client.list_app_instances() == []
+    assert client.find_app_instance("OS-IMAGE-1") is None
+    fake.on("GET", "/v2.2/app_instances", edf_error(404, "NotFoundError", "other"))
+    with pytest.raises(errors.NotFound):
+        client.list_app_instances()

@@ -590,9 +590,15 @@ class EdfClient:
         return items
 
     def _checked_get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One page of a collection, with its envelope (``data`` and ``metadata``)."""
         reply = self._exchange("GET", path, params=params)
         if reply.status >= 400:
-            raise self._error(reply, "GET", f"/v{self.api_version}/{path}")
+            err = self._error(reply, "GET", f"/v{self.api_version}/{path}")
+            # Some releases answer an empty collection with an error "No data at ..."
+            # (the SDK's list() turns it into an empty list too).
+            if err.message.startswith("No data at "):
+                return {"data": []}
+            raise err
         return reply.body if isinstance(reply.body, dict) else {"data": reply.body}
 
     # -- system and tenants ----------------------------------------------------------------
@@ -699,10 +705,12 @@ class EdfClient:
         ]
 
     def set_online(self, ai: AiRef) -> models.AppInstance:
+        """Set ``admin_state`` online: the target (and the simulator's device) appears."""
         data = self._request("PUT", f"app_instances/{_ai_id(ai)}", {"admin_state": "online"})
         return models.AppInstance.from_json(data)
 
     def set_offline(self, ai: AiRef, *, force: bool = True) -> models.AppInstance:
+        """Set ``admin_state`` offline; ``force`` overrides EDF's warnings (active sessions)."""
         body: dict[str, Any] = {"admin_state": "offline"}
         if force:
             body["force"] = True
@@ -714,6 +722,7 @@ class EdfClient:
         self._request("DELETE", f"app_instances/{_ai_id(ai)}", {"force": True} if force else None)
 
     def get_storage_instance(self, ai: AiRef, si: str = "storage-1") -> models.StorageInstance:
+        """One storage instance: access (IQN, portals), ACL, auth type, volumes."""
         data = self._request("GET", f"app_instances/{_ai_id(ai)}/storage_instances/{quote(si)}")
         return models.StorageInstance.from_json(data)
 
