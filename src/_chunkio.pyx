@@ -32,6 +32,9 @@ cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
 cdef char *_FORMAT_B = "B"
+# Copies and scans shorter than this keep the GIL: dropping and retaking it costs more than
+# the few microseconds they take, and risks waiting a switch interval to get it back.
+cdef Py_ssize_t _NOGIL_MIN = 256 * 1024
 cdef size_t _page_size = <size_t>sysconf(_SC_PAGESIZE)
 
 CORE_NAME = "compiled"
@@ -219,7 +222,10 @@ def is_zero(object buf, Py_ssize_t length):
     PyObject_GetBuffer(buf, &view, 0)
     try:
         _check_span(view.len, 0, length)
-        with nogil:
+        if length >= _NOGIL_MIN:
+            with nogil:
+                result = _all_zero(<const char *>view.buf, <size_t>length)
+        else:
             result = _all_zero(<const char *>view.buf, <size_t>length)
     finally:
         PyBuffer_Release(&view)
@@ -242,7 +248,10 @@ def copy_into(object buf, Py_ssize_t pos, object data):
         try:
             n = src.len
             _check_span(dst.len, pos, n)
-            with nogil:
+            if n >= _NOGIL_MIN:
+                with nogil:
+                    memcpy(<char *>dst.buf + pos, src.buf, <size_t>n)
+            else:
                 memcpy(<char *>dst.buf + pos, src.buf, <size_t>n)
         finally:
             PyBuffer_Release(&src)
@@ -261,7 +270,10 @@ def copy_out(object buf, Py_ssize_t start, Py_ssize_t stop):
         _check_span(view.len, start, stop - start)
         out = PyBytes_FromStringAndSize(NULL, stop - start)
         p = PyBytes_AS_STRING(out)
-        with nogil:
+        if stop - start >= _NOGIL_MIN:
+            with nogil:
+                memcpy(p, <char *>view.buf + start, <size_t>(stop - start))
+        else:
             memcpy(p, <char *>view.buf + start, <size_t>(stop - start))
     finally:
         PyBuffer_Release(&view)
