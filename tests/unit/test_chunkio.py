@@ -335,6 +335,19 @@ def test_source_raising_midway(core: chunkio.Copier, tmp_path: Path) -> None:
     res.assert_nothing_left()
 
 
+def test_interrupt_midway(core: chunkio.Copier, tmp_path: Path) -> None:
+    path = _target(tmp_path, 4 * MiB)
+
+    def source() -> Iterator[bytes]:
+        yield _payload(MiB)
+        raise KeyboardInterrupt
+
+    res = Resources()
+    with pytest.raises(KeyboardInterrupt):
+        core.write_stream(source(), path, hashers=[hashlib.sha1()], buffer_size=64 * KiB, depth=3)
+    res.assert_nothing_left()
+
+
 def test_hasher_raising(core: chunkio.Copier, tmp_path: Path) -> None:
     path = _target(tmp_path, 4 * MiB)
 
