@@ -3,8 +3,8 @@
 
 Built as ``datera_glance._chunkio``; ``datera_glance._chunkio_py`` is its pure-Python twin
 with the same functions, results and errors. Knows nothing of Glance or EDF: file
-descriptors, offsets, lengths and buffers only. Every syscall and every bulk copy or scan runs
-with the GIL released, so the copier's threads overlap on both cores.
+descriptors, offsets, lengths and buffers only. Every syscall, and every copy or scan of
+256 KiB or more, runs with the GIL released, so the copier's threads overlap on both cores.
 """
 
 from cpython.buffer cimport (
