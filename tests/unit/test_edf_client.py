@@ -73,6 +73,15 @@ def test_bad_api_version_rejected() -> None:
     assert ClientConfig(host="h", api_version="v2.1").api_version == "2.1"
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"host": ""}, {"port": 0}, {"port": 70000}, {"read_timeout": 0}, {"retry_deadline": -1}],
+)
+def test_bad_config_rejected(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ClientConfig(**{"host": "h", **bad})
+
+
 def test_password_not_in_repr() -> None:
     config = ClientConfig(host="h", username="admin", password=PASSWORD)
     assert PASSWORD not in repr(config)

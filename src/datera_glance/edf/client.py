@@ -99,6 +99,10 @@ class ClientConfig:
         object.__setattr__(self, "api_version", version)
         if not self.host:
             raise ValueError("host is required")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1..65535, not {self.port}")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0 or self.retry_deadline < 0:
+            raise ValueError("timeouts must be positive and retry_deadline not negative")
 
     @property
     def use_ssl(self) -> bool:
