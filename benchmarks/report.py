@@ -384,7 +384,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"{env.get('time_utc', '')}, {env.get('cpus')} CPUs, kernel {env.get('kernel')}, "
         f"Python {env.get('python')}, load average at start {_load(env.get('loadavg'))}, "
-        f"at the end {_load(env.get('loadavg_end'))} (other work on the CPUs skews ratios); "
+        f"at the end {_load(env.get('loadavg_end'))} (other work on the CPUs skews ratios), "
+        f"nice {env.get('nice', 0)}; "
         f"loop device dio={doc['device'].get('dio')}, "
         f"{cfg['total'] / MiB:.0f} MiB per transfer, {cfg['rounds']} interleaved rounds. "
         "Ratios are medians of per-round ratios [min-max]; MB/s = 10^6 B/s.",
