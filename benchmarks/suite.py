@@ -58,6 +58,7 @@ class Bench:
         self.dev = ""
         self._stack = contextlib.ExitStack()
         self.copiers: dict[str, Any] = {}
+        self._deferred: list[Callable[[], None]] = []
 
     def __enter__(self) -> Bench:
         for pattern, path in zip(self.patterns, self.src_files, strict=True):
@@ -78,6 +79,20 @@ class Bench:
         if core not in self.copiers:
             self.copiers[core] = get_copier(core)
         return self.copiers[core]
+
+    def defer(self, check: Callable[[], None]) -> None:
+        """Queue an untimed check (the read-back of a write) for ``settle``."""
+        self._deferred.append(check)
+
+    def settle(self) -> None:
+        """Run the queued checks: after each case, or as pytest-benchmark's untimed setup."""
+        checks, self._deferred = self._deferred, []
+        for check in checks:
+            check()
+
+    def discard(self) -> None:
+        """Forget queued checks (their operation failed)."""
+        self._deferred.clear()
 
     def next_pattern(self) -> int:
         return 1 if self.current == 0 else 0
@@ -121,7 +136,14 @@ class Case:
         return "/".join(parts)
 
     def run(self, bench: Bench) -> Measurement:
-        return self.fn(bench)
+        """The timed operation, then its untimed verification."""
+        try:
+            m = self.fn(bench)
+        except BaseException:
+            bench.discard()
+            raise
+        bench.settle()
+        return m
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -142,6 +164,7 @@ def write_case(impl: str, buffer_size: int, hashing: bool = False, depth: int = 
     """Copy the source stream onto the device, then check hashes and read it back."""
 
     def fn(bench: Bench) -> Measurement:
+        bench.settle()
         index = bench.next_pattern()
         pattern = bench.patterns[index]
         bench.current = None
@@ -172,8 +195,12 @@ def write_case(impl: str, buffer_size: int, hashing: bool = False, depth: int = 
             for name, hasher in zip(HASHES, hashers, strict=False):
                 if hasher.hexdigest() != pattern.digest(name):
                     raise h.CopyMismatch(f"{name} computed by {impl} differs from hashlib's")
-        h.verify_device(bench.dev, pattern)
-        bench.current = index
+
+        def read_back() -> None:
+            h.verify_device(bench.dev, pattern)
+            bench.current = index
+
+        bench.defer(read_back)
         return m
 
     d = depth if impl in COPIER_IMPLS else 0
@@ -184,6 +211,7 @@ def read_case(impl: str, buffer_size: int, depth: int = 2) -> Case:
     """Read the device back; our implementations compare every byte while reading."""
 
     def fn(bench: Bench) -> Measurement:
+        bench.settle()  # a pending read-back tells what the device holds
         if bench.current is None:
             bench.restore()
         assert bench.current is not None

@@ -22,7 +22,10 @@ ROUNDS = 3
 def _measure(benchmark: Any, bench: Bench, case: suite.Case) -> None:
     benchmark.group = f"{case.group}{'+hash' if case.hashing else ''}"
     benchmark.extra_info.update(case.describe())
-    m = benchmark.pedantic(case.run, args=(bench,), rounds=ROUNDS, iterations=1)
+    # Timed: the operation alone; a write's read-back runs untimed in the next round's setup
+    # and after the last round (dd/fio timings here include their process start).
+    m = benchmark.pedantic(case.fn, args=(bench,), setup=bench.settle, rounds=ROUNDS)
+    bench.settle()
     benchmark.extra_info["MBps"] = m.mbps
     assert m.nbytes == bench.total
 
