@@ -13,10 +13,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 MiB = 1024 * 1024
-Body = bytes | BinaryIO | Iterable[bytes]
+
+
+class Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+Body = bytes | Readable | Iterable[bytes]
 Progress = Callable[[int], None]
 
 

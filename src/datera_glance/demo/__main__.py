@@ -1,0 +1,369 @@
+"""``./dev demo``: a real glance-api storing an image on the embedded Datera EDF simulator.
+
+Starts the simulator (loop devices as root, sparse files otherwise) and glance-api 33 under
+uwsgi with the ``datera`` backend, uploads a generated ~1 GiB image (or ``--file PATH``) with a
+progress bar, downloads it back verifying md5 and sha512, shows where the image lives on the
+cluster, deletes it and stops everything again, on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import queue
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO, TextIO
+
+from datera_glance.demo.glance_client import GlanceClient
+from datera_glance.demo.glance_env import (
+    GlanceApi,
+    GlanceVenv,
+    SimulatorProcess,
+    datera_store_options,
+    mapped_files,
+    repo_root,
+)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BACKEND = "datera1"
+INITIATOR = "iqn.2026-11.org.datera-glance:demo-host"
+
+
+class Progress:
+    """A one-line progress bar on a terminal; a line per quarter otherwise."""
+
+    def __init__(self, label: str, total: int, out: TextIO = sys.stderr) -> None:
+        self.label = label
+        self.total = max(total, 1)
+        self.done = 0
+        self.out = out
+        self.tty = out.isatty()
+        self.start = time.monotonic()
+        self._last_draw = 0.0
+        self._last_quarter = -1
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.tty and now - self._last_draw >= 0.1:
+            self._last_draw = now
+            self._draw(end="")
+        elif not self.tty and self.done * 4 // self.total > self._last_quarter:
+            self._last_quarter = self.done * 4 // self.total
+            self._draw(end="\n")
+
+    def _draw(self, end: str) -> None:
+        frac = min(self.done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        rate = self.done / max(time.monotonic() - self.start, 1e-6) / 1e6
+        self.out.write(
+            f"\r  {self.label:<9}[{bar:<30}] {self.done / MiB:8.1f}/{self.total / MiB:.1f} MiB"
+            f" {frac:4.0%} {rate:7.0f} MB/s{end}"
+        )
+        self.out.flush()
+
+    def finish(self) -> float:
+        """Draw the final state; return the elapsed seconds."""
+        elapsed = time.monotonic() - self.start
+        if self.tty:
+            self._draw(end="\n")
+        return elapsed
+
+
+class Hasher:
+    """md5 and sha512 of a stream, each on its own thread (hashlib releases the GIL)."""
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.sha512 = hashlib.sha512()
+        self._queues: list[queue.Queue[bytes | None]] = []
+        self._threads: list[threading.Thread] = []
+        for h in (self.md5, self.sha512):
+            q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+            t = threading.Thread(target=self._run, args=(h, q), daemon=True)
+            t.start()
+            self._queues.append(q)
+            self._threads.append(t)
+
+    @staticmethod
+    def _run(h: Any, q: queue.Queue[bytes | None]) -> None:
+        while (chunk := q.get()) is not None:
+            h.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        for q in self._queues:
+            q.put(chunk)
+
+    def result(self) -> tuple[str, str]:
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join()
+        return self.md5.hexdigest(), self.sha512.hexdigest()
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def mbps(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / max(seconds, 1e-6) / 1e6:.0f} MB/s"
+
+
+def generate(path: Path, size: int, seed: int = 2026) -> tuple[str, str]:
+    """Write ``size`` incompressible bytes (no zero blocks) and return their md5 and sha512."""
+    block = 4 * MiB
+    base = bytearray(random.Random(seed).randbytes(block))
+    hasher = Hasher()
+    progress = Progress("generate", size)
+    with path.open("wb") as f:
+        for index, start in enumerate(range(0, size, block)):
+            base[:8] = index.to_bytes(8, "little")  # every block differs
+            chunk = bytes(base[: min(block, size - start)])
+            f.write(chunk)
+            hasher.update(chunk)
+            progress(len(chunk))
+    progress.finish()
+    return hasher.result()
+
+
+def hash_file(path: Path) -> tuple[str, str]:
+    hasher = Hasher()
+    progress = Progress("hash", path.stat().st_size)
+    with path.open("rb") as f:
+        while chunk := f.read(4 * MiB):
+            hasher.update(chunk)
+            progress(len(chunk))
+    progress.finish()
+    return hasher.result()
+
+
+class ProgressReader:
+    """A file wrapper that reports each read to a progress callback."""
+
+    def __init__(self, f: BinaryIO, progress: Callable[[int], None]) -> None:
+        self.f = f
+        self.progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.progress(len(data))
+        return data
+
+
+def find_app_instance(state: dict[str, Any], image_id: str) -> dict[str, Any] | None:
+    return next((ai for ai in state["app_instances"] if ai["uuid"] == image_id), None)
+
+
+def copier_core_in(api: GlanceApi) -> str:
+    """Which copier core glance-api's workers have loaded (a mapped ``_chunkio`` module)."""
+    loaded = [f for f in mapped_files(api.pids()) if "/_chunkio" in f and f.endswith(".so")]
+    return "compiled" if loaded else "python"
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="./dev demo",
+        description="Run glance-api with the datera backend on the embedded EDF simulator: "
+        "upload an image, download it back, verify it, clean up.",
+    )
+    parser.add_argument("--file", type=Path, help="upload this file instead of a generated one")
+    parser.add_argument(
+        "--size", type=int, default=1024, help="size of the generated image in MiB (1024)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("loop", "file"),
+        help="simulator volumes: loop devices (default as root) or sparse files",
+    )
+    parser.add_argument("--work-dir", type=Path, help="keep config, logs and data here")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=os.environ.get("DATERA_GLANCE_CACHE"),
+        help="where glance's venv is cached (default: .cache in the checkout)",
+    )
+    args = parser.parse_args(argv)
+    if args.file is not None and not args.file.is_file():
+        parser.error(f"--file {args.file}: no such file")
+    if args.backend == "loop" and os.geteuid() != 0:
+        parser.error("--backend loop needs root (loop devices)")
+    if args.size < 1:
+        parser.error("--size must be at least 1 (MiB)")
+    return args
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
+    backend = args.backend or ("loop" if os.geteuid() == 0 else "file")
+    started = time.monotonic()
+
+    venv = GlanceVenv(repo_root(), args.cache_dir, log=say).ensure()
+    say(f"glance 33 venv ready: {venv.venv_dir}")
+    setup_started = time.monotonic()
+
+    if args.work_dir:
+        work = args.work_dir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="datera-glance-demo-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+
+    sim = SimulatorProcess(work / "edf", backend=backend)
+    stack.callback(sim.stop)
+    sim.start()
+    say(f"EDF simulator ({backend} backend) listening on {sim.url}")
+
+    options = datera_store_options(
+        sim.host,
+        sim.port,
+        username=sim.username,
+        password=sim.password,
+        initiator_name=INITIATOR,
+    )
+    api = GlanceApi(
+        venv,
+        work / "glance",
+        store_options=options,
+        backend=BACKEND,
+        processes=1,
+        threads=4,
+        show_locations=True,
+        debug=False,
+    )
+    stack.callback(api.stop)
+    api.setup()
+    api.start()
+    say(f"glance-api (uwsgi, 1 process x 4 threads, sqlite) on {api.url}, store {BACKEND}")
+    glance = GlanceClient(api.url)
+
+    if args.file:
+        source = args.file.resolve()
+        say(f"source {source}: computing md5 and sha512")
+        md5, sha512 = hash_file(source)
+    else:
+        source = work / "demo-image.raw"
+        say(f"generating a {args.size} MiB test image in {source}")
+        md5, sha512 = generate(source, args.size * MiB)
+    size = source.stat().st_size
+
+    image_id = glance.create_image(f"datera-glance-demo-{source.name}")["id"]
+    say(f"created image {image_id}; uploading (PUT /v2/images/{image_id}/file)")
+    progress = Progress("upload", size)
+    with source.open("rb") as f:
+        reply = glance.upload(image_id, ProgressReader(f, progress), size=size, piece=4 * MiB)
+    up_seconds = progress.finish()
+    if reply.status != 204:
+        raise RuntimeError(f"upload failed: HTTP {reply.status}: {reply.text[:500]}")
+
+    image = glance.get_image(image_id)
+    ai = find_app_instance(sim.state(), image_id)
+    core = copier_core_in(api)
+
+    say("downloading it back (GET /v2/images/{id}/file), verifying md5 and sha512")
+    progress = Progress("download", size)
+    hasher = Hasher()
+    received = 0
+    for chunk in glance.download(image_id, progress=progress):
+        hasher.update(chunk)
+        received += len(chunk)
+    down_seconds = progress.finish()
+    down_md5, down_sha512 = hasher.result()
+
+    checks = {
+        "glance status active": image["status"] == "active",
+        "glance size = file size": image["size"] == size,
+        "glance checksum = md5 of the file": image["checksum"] == md5,
+        "glance os_hash_value = sha512 of the file": image["os_hash_value"] == sha512,
+        "download size": received == size,
+        "download md5": down_md5 == md5,
+        "download sha512": down_sha512 == sha512,
+        "EDF app instance exists": ai is not None,
+    }
+
+    say(f"deleting image {image_id}")
+    deleted = glance.delete_image(image_id)
+    checks["delete: HTTP 204"] = deleted == 204
+    checks["delete: app instance removed"] = find_app_instance(sim.state(), image_id) is None
+
+    locations = [loc["url"] for loc in image.get("locations", [])]
+    summary = {
+        "image": f"{image_id} ({image['status']}, {size} bytes, "
+        f"{image['disk_format']}/{image['container_format']})",
+        "location": ", ".join(locations) or image.get("direct_url", "?"),
+        "upload": f"{size / MiB:.1f} MiB in {up_seconds:.2f} s = {mbps(size, up_seconds)} "
+        "(glance-api hashing md5 + sha512)",
+        "download": f"{received / MiB:.1f} MiB in {down_seconds:.2f} s = "
+        f"{mbps(received, down_seconds)} (client hashing md5 + sha512)",
+        "checksum": f"md5 {md5}",
+        "os_hash_value": f"sha512 {sha512[:32]}...",
+        "copier core": f"{core} (in glance-api's worker)",
+    }
+    if ai is not None:
+        device = ai["device_path"] or "-"
+        summary["EDF app instance"] = (
+            f"{ai['name']} in tenant {ai['tenant']}: {ai['size_gib']} GiB volume, "
+            f"{ai['admin_state']}, device {device}, ACL {', '.join(ai['acl']) or '-'}"
+        )
+        summary["EDF metadata"] = ", ".join(f"{k}={v}" for k, v in sorted(ai["metadata"].items()))
+    failed = [name for name, ok in checks.items() if not ok]
+    summary["checks"] = f"FAILED: {'; '.join(failed)}" if failed else f"all {len(checks)} passed"
+    summary["time"] = (
+        f"{time.monotonic() - setup_started:.1f} s after the install "
+        f"({time.monotonic() - started:.1f} s in all)"
+    )
+    if failed:
+        summary["result"] = "FAILED"
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Ctrl-C even when started where SIGINT is ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    summary: dict[str, str] = {}
+    code = 0
+    with contextlib.ExitStack() as stack:
+        try:
+            summary = run(args, stack)
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping glance-api and the simulator", file=sys.stderr)
+            code = 130
+        except Exception as e:  # a demo prints the problem, then still cleans up
+            print(f"\ndemo failed: {e}", file=sys.stderr)
+            code = 1
+        finally:
+            # A second Ctrl-C must not cut the cleanup short (loop devices, child processes).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if summary:
+        width = max(len(k) for k in summary)
+        print("\nSummary")
+        for key, value in summary.items():
+            print(f"  {key:<{width}}  {value}")
+        if summary.get("result") == "FAILED":
+            code = 1
+    if code == 0:
+        say("stopped glance-api and the simulator; done")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
