@@ -220,6 +220,7 @@ class GlanceVenv:
     def _ensure_venv(self) -> None:
         stamp = self.venv_dir / ".complete"
         if stamp.exists():
+            os.utime(stamp)  # in use: _prune keeps it
             return
         self._log(f"installing glance 33 into {self.venv_dir} (once; about a minute)")
         shutil.rmtree(self.venv_dir, ignore_errors=True)
@@ -290,13 +291,20 @@ class GlanceVenv:
             staged.rename(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        self._prune_builds(keep=target)
+        self._prune(keep=target)
         return target
 
-    def _prune_builds(self, keep: Path) -> None:
+    def _prune(self, keep: Path) -> None:
+        """Drop builds and venvs nobody used for two days (other versions, old sources)."""
         now = time.time()
         for old in self.cache_dir.glob("datera-glance-*"):
             if old != keep and old.is_dir() and now - old.stat().st_mtime > _STALE_BUILD_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+        for old in self.cache_dir.glob("glance-venv-*"):
+            stamp = old / ".complete"
+            if old == self.venv_dir or not old.is_dir() or not stamp.exists():
+                continue
+            if now - stamp.stat().st_mtime > _STALE_BUILD_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -721,7 +729,7 @@ class SimulatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "datera_glance.cli", "simulator", "--host", self.host,
                "--port", str(free_port()), "--backend", self.backend,
-               "--data-dir", str(self.data_dir / "volumes"), "--user", self.username,
+               "--data-dir", str(self.data_dir), "--user", self.username,
                "--password", self.password]  # fmt: skip
         if self.capacity:
             cmd += ["--capacity", self.capacity]
