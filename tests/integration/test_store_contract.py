@@ -608,6 +608,9 @@ def test_two_hosts_read_one_image(
             result,
         ),
     )
+    # Both hosts read the ACL at the same moment: a read-modify-write of the list would lose
+    # one of the two entries.
+    sim.add_fault("GET", r"/acl_policy$", delay=3.0, count=2)
     host_a.start()
     host_b.start()
     try:

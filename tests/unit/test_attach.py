@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from datera_glance import attach
-from datera_glance.edf import models
+from datera_glance.edf import errors, models
 
 IQN = "iqn.1993-08.org.debian:01:host-a"
 TARGET = "iqn.2013-05.com.daterainc:tc:01:sn:abcdef"
@@ -88,6 +88,21 @@ class FakeClient:
     def add_acl_initiator(self, ai: str, path: str) -> None:
         self._rec("add_acl_initiator", ai, path)
         self.acl.append(path)
+
+    member_error: errors.EdfError | None = None
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        """EDF's atomic ACL member operation (the only raw request attach.py makes)."""
+        assert (method, path) == (
+            "PUT",
+            f"app_instances/{AI_UUID}/storage_instances/storage-1/acl_policy/initiators",
+        )
+        self._rec("acl_member", body["op"], body["path"])
+        if self.member_error is not None:
+            raise self.member_error
+        if body["path"] in self.acl:
+            raise errors.Conflict("already in the ACL", status=409)
+        self.acl.append(body["path"])
 
     def set_chap(self, ai: str, username: str, password: str) -> None:
         self._rec("set_chap", ai, username, password)
@@ -197,11 +212,11 @@ def test_iscsi_connection_properties_and_calls(tmp_path: pathlib.Path, device: s
         "ensure_initiator",
         "get_app_instance",
         "get_acl",
-        "add_acl_initiator",
+        "acl_member",
         "wait_available",
     ]
     assert client.calls[0][1] == IQN and client.calls[0][2].startswith("OpenStack-glance-")
-    assert client.calls[3] == ("add_acl_initiator", AI_UUID, f"/initiators/{IQN}")
+    assert client.calls[3] == ("acl_member", "add", f"/initiators/{IQN}")
     # the other host's entry is kept; nothing is offlined or removed
     assert client.acl == ["/initiators/iqn.other-host", f"/initiators/{IQN}"]
     assert not list((tmp_path / "locks").glob("*.json"))
@@ -215,7 +230,7 @@ def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
     with attacher.attached(client.ai()):
         pass
     names = [c[0] for c in client.calls]
-    assert "set_online" in names and "add_acl_initiator" not in names
+    assert "set_online" in names and "acl_member" not in names
     assert client.admin_state == "online"
 
 
@@ -393,3 +408,29 @@ def test_local_without_device_path_is_a_clear_error(tmp_path: pathlib.Path, devi
 def test_iscsi_properties_need_access() -> None:
     with pytest.raises(attach.AttachError):
         attach.iscsi_properties(make_si(ips=()))
+
+
+def test_acl_entry_added_by_a_racing_host_is_fine(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    client.member_error = errors.Conflict("already in the ACL", status=409)
+    with make_attacher(tmp_path, client, FakeConnector(device)).attached(client.ai()):
+        pass
+    assert "add_acl_initiator" not in [c[0] for c in client.calls]
+
+
+def test_cluster_without_the_member_operation_falls_back(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client = FakeClient(make_si(acl_initiators=("/initiators/iqn.other-host",)))
+    client.member_error = errors.InvalidRequest("no such route", status=405)
+    with make_attacher(tmp_path, client, FakeConnector(device)).attached(client.ai()):
+        pass
+    assert ("add_acl_initiator", AI_UUID, f"/initiators/{IQN}") in client.calls
+    assert client.acl == ["/initiators/iqn.other-host", f"/initiators/{IQN}"]
+
+
+def test_acl_validation_errors_are_not_hidden(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    client.member_error = errors.ValidationFailed("no such initiator", status=422)
+    with pytest.raises(errors.ValidationFailed):
+        make_attacher(tmp_path, client, FakeConnector(device)).attach(client.ai())
