@@ -22,7 +22,7 @@ from glance_store import multi_backend as multi_api
 from oslo_config import cfg
 
 from datera_glance.simulator import Simulator
-from datera_glance.store import Store, StoreSettings
+from datera_glance.store import Store, StoreLocation, StoreSettings
 from tests.plugins.store import TEST_INITIATOR, StoreFactory
 
 MiB = 1024**2
@@ -196,9 +196,9 @@ def test_unreachable_cluster_disables_writes_without_crashing(
         host, port, tls, ca_file = "127.0.0.1", closed_port(), False, None
 
     with caplog.at_level(logging.ERROR, logger="datera_glance.store"):
-        store = store_factory(Nowhere(), retry_deadline=0.5)
+        store = store_factory(Nowhere(), retry_deadline=0.5, san_password="Zq9-not-logged")
     assert "adding images is disabled" in caplog.text
-    assert "password" not in caplog.text.replace("datera_san_password", "")
+    assert "Zq9-not-logged" not in caplog.text
     assert not store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
     assert store.is_capable(capabilities.BitMasks.READ_RANDOM)
     with pytest.raises(exceptions.StoreAddDisabled):
@@ -241,3 +241,20 @@ def test_io_buffer_size_is_rounded_to_pages(
 ) -> None:
     store = store_factory(simulator, io_buffer_size=1024 * 1024 + 1)
     assert store.WRITE_CHUNKSIZE == 1024 * 1024 + 4096
+
+
+def test_no_secret_in_debug_logs(
+    simulator_factory: Any, store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Zq9-cluster-secret"
+    simulator = simulator_factory(password=secret)
+    with caplog.at_level(logging.DEBUG):
+        store = store_factory(simulator, san_password=secret)
+        data = os.urandom(MiB)
+        uri = store.add(str(uuid.uuid4()), io.BytesIO(data), len(data), "sha512")[0]
+        loc = location.Location("datera", StoreLocation, store.conf, uri=uri, backend="datera1")
+        assert b"".join(store.get(loc)[0]) == data
+        store.delete(loc)
+    assert "Stored image" in caplog.text  # the logs were captured
+    assert "POST /v2.2/app_instances" in caplog.text or "app_instances" in caplog.text
+    assert secret not in caplog.text
