@@ -242,6 +242,8 @@ def _translate(exc: BaseException, image_id: str) -> BaseException | None:
     """The glance exception for ``exc``, or None to re-raise it unchanged."""
     if isinstance(exc, chunkio.SizeMismatch):
         return exceptions.Invalid(message=f"Image {image_id}: {exc}")
+    if isinstance(exc, chunkio.DeviceFull):
+        return exceptions.StorageFull(message=f"Image {image_id}: {exc}")
     if isinstance(exc, errors.InsufficientCapacity):
         return exceptions.StorageFull(message=f"Datera EDF: {exc}")
     if isinstance(exc, errors.NotFound):

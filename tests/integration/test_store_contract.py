@@ -259,6 +259,25 @@ def test_unknown_size_grows_several_times(
     assert_gone(sim, store, image_id)
 
 
+@pytest.mark.slow
+def test_growth_refused_by_edf_rolls_back(
+    sim: Simulator, core: chunkio.Copier, store_factory: StoreFactory
+) -> None:
+    # The first growth (at 1 GiB) fails: the cluster has no room for the bigger volume.
+    store = store_factory(sim, copier=core, skip_zero_blocks=True)
+    stream = SparseStream(GiB + 2 * MiB, [0, GiB])
+    sim.add_fault(
+        "PUT", r"/volumes/volume-1$", status=422, name="InsufficientCapacityError", count=None
+    )
+    image_id = new_id()
+    try:
+        with pytest.raises(exceptions.StorageFull):
+            store.add(image_id, iter(stream), 0, "md5")
+    finally:
+        sim.clear_faults()
+    assert_gone(sim, store, image_id)
+
+
 # -- rollback on every failure path ---------------------------------------------------------
 
 
