@@ -691,3 +691,31 @@ def test_tenant_is_carried_in_the_uri(
         root_store.get(locate(root_store, uri))
     store.delete(locate(store, uri))
     assert_gone(sim, store, image_id)
+
+
+# -- API versions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offered", "configured"), [(("2.1",), "auto"), (("2.1", "2.2"), "2.1"), (("2.2",), "2.2")]
+)
+def test_round_trip_on_each_api_version(
+    simulator_factory: Callable[..., Simulator],
+    core: chunkio.Copier,
+    store_factory: StoreFactory,
+    offered: tuple[str, ...],
+    configured: str,
+) -> None:
+    sim = simulator_factory(backend="loop", api_versions=offered)
+    store = store_factory(sim, copier=core, api_version=configured, tenant_id="/root/glance-v")
+    assert store._configured().client.api_version == (configured if configured != "auto" else "2.1")
+    data = os.urandom(MiB + 1)
+    image_id = new_id()
+    uri = store.add(image_id, Source(data), 0, "sha512")[0]
+    it, size = store.get(locate(store, uri), offset=7, chunk_size=1000)
+    assert b"".join(it) == data[7:1007] and size == 1000
+    [ai] = sim_ais(sim)
+    assert len(ai["acl"]) == 1
+    store.delete(locate(store, uri))
+    assert_gone(sim, store, image_id)
+    assert sim.state()["app_instances"] == []
