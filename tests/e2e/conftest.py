@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -124,8 +125,6 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]
         sim.stop()
         left = loop_devices_on(sim.data_dir)
         for dev in left:
-            import subprocess
-
             subprocess.run(["losetup", "-d", dev], check=False)
         assert not left, f"loop devices left attached: {left}"
 
@@ -188,7 +187,8 @@ class Images:
 
 @pytest.fixture
 def images(glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator) -> Iterator[Images]:
-    """Image factory; afterwards no glance-api process may still hold a cluster device."""
+    """Image factory. Afterwards no glance-api process may still hold a cluster device, and
+    deleting the test's images must leave none of their app instances behind."""
     tracker = Images(glance)
     yield tracker
     wait_until(
@@ -196,3 +196,5 @@ def images(glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator) 
         what="glance-api to close every cluster device",
     )
     tracker.cleanup()
+    left = [i for i in tracker.ids if app_instance(e2e_cluster, i) is not None]
+    assert not left, f"app instances left after deleting images {left}"
