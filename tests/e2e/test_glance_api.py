@@ -238,8 +238,21 @@ def test_concurrent_uploads_and_downloads(
 def test_client_aborts_upload(glance: GlanceClient, e2e_cluster: Simulator, images: Images) -> None:
     image_id = images.create("abort-upload")
     size = 64 * MiB
-    reply = glance.upload(image_id, pattern_stream(size, seed=8), size=size, stop_after=20 * MiB)
+    sent: list[int] = []
+    midway: list[dict | None] = []
+
+    def look(n: int) -> None:  # once 16 MiB are sent, the volume must be being written
+        sent.append(n)
+        if sum(sent) == 16 * MiB:
+            midway.append(app_instance(e2e_cluster, image_id))
+
+    reply = glance.upload(
+        image_id, pattern_stream(size, seed=8, block=MiB), size=size, stop_after=20 * MiB,
+        progress=look,
+    )  # fmt: skip
     assert reply.status == 0  # we hung up
+    assert sum(sent) == 20 * MiB
+    assert midway and midway[0] is not None, "no app instance while the upload was running"
     assert_nothing_left(glance, e2e_cluster, image_id)
 
 
