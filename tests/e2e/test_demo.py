@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,17 @@ def test_demo_uploads_downloads_verifies_and_cleans_up(
     assert f"{src.stat().st_size} bytes" in out
     assert "location          datera://127.0.0.1:" in out
     assert "device /dev/loop" in out  # root: the loop backend
+    assert not loop_devices_under(tmp_path)
+
+
+def test_demo_on_the_file_backend(glance_venv: GlanceVenv, tmp_path: Path) -> None:
+    """What a non-root user gets: volumes are sparse files, no loop device."""
+    proc = demo(["--backend", "file", "--size", "40"], tmp_path / "work")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "checks            all 10 passed" in out
+    assert f"{40 * 1024 * 1024} bytes" in out
+    assert re.search(r"device \S+/edf/volumes/\S+\.img", out), out
     assert not loop_devices_under(tmp_path)
 
 

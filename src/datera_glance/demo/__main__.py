@@ -226,7 +226,11 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
 
     sim = SimulatorProcess(work / "edf", backend=backend)
     stack.callback(sim.stop)
-    sim.start()
+    try:
+        sim.start()
+    except RuntimeError as e:
+        hint = " (no loop devices here? try --backend file)" if backend == "loop" else ""
+        raise RuntimeError(f"{e}{hint}") from e
     say(f"EDF simulator ({backend} backend) listening on {sim.url}")
 
     options = datera_store_options(
