@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -29,6 +30,13 @@ IMPLS = ("compiled", "python", "buffered")
 HASHES = ("md5", "sha512")  # what glance computes on upload (checksum + os_hash_value)
 SPARSE_ZERO_FRACTION = 0.9
 SPARSE_SEGMENT = 1 * MiB  # zero/data runs finer than the default buffer
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (every thread) and of its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def get_copier(core: str) -> Any:
@@ -136,12 +144,15 @@ class Case:
         return "/".join(parts)
 
     def run(self, bench: Bench) -> Measurement:
-        """The timed operation, then its untimed verification."""
+        """The timed operation, then its untimed verification; records the CPU time the
+        operation used (all threads, and dd/fio as children) in ``extra["cpu_seconds"]``."""
+        cpu0 = cpu_seconds()
         try:
             m = self.fn(bench)
         except BaseException:
             bench.discard()
             raise
+        m.extra.setdefault("cpu_seconds", cpu_seconds() - cpu0)
         bench.settle()
         return m
 
