@@ -339,6 +339,9 @@ class Config:
                 if impl == "buffered" and self.mode == "quick" and bs != 4 * MiB:
                     continue
                 writes.append(write_case(impl, bs, hashing=True, depth=self.default_depth))
+            for d in self.depths:
+                if d != self.default_depth:  # the compiled core's hashed writes at each depth
+                    writes.append(write_case("compiled", bs, hashing=True, depth=d))
             writes.append(hash_case("md5", near=bs))
             blocks.append(writes + reads)
         blocks.append([hash_case(name) for name in HASHES])
