@@ -287,7 +287,8 @@ class Attacher:
         if current.admin_state != "online":
             client.set_online(ai.id)
         if initiator.path not in client.get_acl(ai.id):
-            self._allow(ai.id, initiator.path)
+            # Atomic on EDF: another host adding itself at the same moment keeps its entry.
+            client.add_acl_initiator(ai.id, initiator.path)
         chap = None
         if settings.use_chap and settings.connector == "iscsi":
             chap = chap_credentials(settings.chap_key, current.uuid or ai.uuid)
@@ -318,28 +319,6 @@ class Attacher:
             raise
         LOG.debug("Attached app instance %s at %s", ai.name, path)
         return state
-
-    def _allow(self, ai_id: str, initiator_path: str) -> None:
-        """Add this host's initiator to the ACL without dropping anyone else's entry.
-
-        ``EdfClient.add_acl_initiator`` rewrites the whole list (GET, then PUT), so two hosts
-        attaching one image at the same moment can erase each other's entry. EDF's member
-        operation (``PUT .../acl_policy/initiators {"op": "add"}``, 409 if present) is atomic;
-        it is called through the client's request method until the client uses it itself.
-        """
-        from datera_glance.edf import errors
-
-        path = f"app_instances/{ai_id}/storage_instances/storage-1/acl_policy/initiators"
-        try:
-            self._client._request("PUT", path, {"op": "add", "path": initiator_path})
-        except errors.Conflict:
-            pass  # already allowed
-        except (errors.NotFound, errors.InvalidRequest) as e:
-            if isinstance(e, errors.InsufficientCapacity | errors.ValidationFailed):
-                raise
-            # A cluster without the member operation: fall back to read-modify-write.
-            LOG.debug("ACL member operation refused (%s); rewriting the ACL", e)
-            self._client.add_acl_initiator(ai_id, initiator_path)
 
     def _release(self, key: str, token: str) -> None:
         with self._locked(key):

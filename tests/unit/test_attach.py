@@ -85,24 +85,20 @@ class FakeClient:
         self._rec("get_acl", ai)
         return list(self.acl)
 
+    #: raised by add_acl_initiator, as the EDF client would (e.g. an unknown initiator)
+    acl_error: errors.EdfError | None = None
+    #: another host's entry that lands between attach's get_acl and its add
+    racing_entry: str | None = None
+
     def add_acl_initiator(self, ai: str, path: str) -> None:
+        """Like the EDF client's: atomic and idempotent."""
         self._rec("add_acl_initiator", ai, path)
-        self.acl.append(path)
-
-    member_error: errors.EdfError | None = None
-
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        """EDF's atomic ACL member operation (the only raw request attach.py makes)."""
-        assert (method, path) == (
-            "PUT",
-            f"app_instances/{AI_UUID}/storage_instances/storage-1/acl_policy/initiators",
-        )
-        self._rec("acl_member", body["op"], body["path"])
-        if self.member_error is not None:
-            raise self.member_error
-        if body["path"] in self.acl:
-            raise errors.Conflict("already in the ACL", status=409)
-        self.acl.append(body["path"])
+        if self.acl_error is not None:
+            raise self.acl_error
+        if self.racing_entry is not None:
+            self.acl.append(self.racing_entry)
+        if path not in self.acl:
+            self.acl.append(path)
 
     def set_chap(self, ai: str, username: str, password: str) -> None:
         self._rec("set_chap", ai, username, password)
@@ -212,11 +208,11 @@ def test_iscsi_connection_properties_and_calls(tmp_path: pathlib.Path, device: s
         "ensure_initiator",
         "get_app_instance",
         "get_acl",
-        "acl_member",
+        "add_acl_initiator",
         "wait_available",
     ]
     assert client.calls[0][1] == IQN and client.calls[0][2].startswith("OpenStack-glance-")
-    assert client.calls[3] == ("acl_member", "add", f"/initiators/{IQN}")
+    assert client.calls[3] == ("add_acl_initiator", AI_UUID, f"/initiators/{IQN}")
     # the other host's entry is kept; nothing is offlined or removed
     assert client.acl == ["/initiators/iqn.other-host", f"/initiators/{IQN}"]
     assert not list((tmp_path / "locks").glob("*.json"))
@@ -230,7 +226,7 @@ def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
     with attacher.attached(client.ai()):
         pass
     names = [c[0] for c in client.calls]
-    assert "set_online" in names and "acl_member" not in names
+    assert "set_online" in names and "add_acl_initiator" not in names
     assert client.admin_state == "online"
 
 
@@ -410,27 +406,21 @@ def test_iscsi_properties_need_access() -> None:
         attach.iscsi_properties(make_si(ips=()))
 
 
-def test_acl_entry_added_by_a_racing_host_is_fine(tmp_path: pathlib.Path, device: str) -> None:
+def test_acl_entry_added_by_a_racing_host_is_kept(tmp_path: pathlib.Path, device: str) -> None:
+    # Another host adds itself after this one read the ACL; the client's add is atomic, so
+    # attach only has to add its own entry (it never rewrites the list itself).
     client = FakeClient(make_si())
-    client.member_error = errors.Conflict("already in the ACL", status=409)
+    client.racing_entry = "/initiators/iqn.racing-host"
     with make_attacher(tmp_path, client, FakeConnector(device)).attached(client.ai()):
         pass
-    assert "add_acl_initiator" not in [c[0] for c in client.calls]
-
-
-def test_cluster_without_the_member_operation_falls_back(
-    tmp_path: pathlib.Path, device: str
-) -> None:
-    client = FakeClient(make_si(acl_initiators=("/initiators/iqn.other-host",)))
-    client.member_error = errors.InvalidRequest("no such route", status=405)
-    with make_attacher(tmp_path, client, FakeConnector(device)).attached(client.ai()):
-        pass
-    assert ("add_acl_initiator", AI_UUID, f"/initiators/{IQN}") in client.calls
-    assert client.acl == ["/initiators/iqn.other-host", f"/initiators/{IQN}"]
+    assert client.acl == ["/initiators/iqn.racing-host", f"/initiators/{IQN}"]
+    assert [c[0] for c in client.calls].count("add_acl_initiator") == 1
 
 
 def test_acl_validation_errors_are_not_hidden(tmp_path: pathlib.Path, device: str) -> None:
     client = FakeClient(make_si())
-    client.member_error = errors.ValidationFailed("no such initiator", status=422)
+    client.acl_error = errors.ValidationFailed("no such initiator", status=422)
+    conn = FakeConnector(device)
     with pytest.raises(errors.ValidationFailed):
-        make_attacher(tmp_path, client, FakeConnector(device)).attach(client.ai())
+        make_attacher(tmp_path, client, conn).attach(client.ai())
+    assert conn.connects == [] and not list((tmp_path / "locks").glob("*.json"))

@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 import pytest
+import requests
 
 from datera_glance import __version__
-from datera_glance.edf import ClientConfig, errors, models, normalize_tenant
+from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize_tenant
+from datera_glance.simulator import Simulator
 from tests.unit.test_edf_fakes import (
     PASSWORD,
     Call,
@@ -542,45 +544,173 @@ def test_ensure_initiator_409_means_exists() -> None:
 
 
 ACL = "/v2.2/app_instances/x/storage_instances/storage-1/acl_policy"
+MEMBERS = ACL + "/initiators"
+MINE = "/initiators/mine"
 
 
-def test_acl_add_puts_full_lists() -> None:
+def test_acl_add_and_remove_use_the_atomic_member_operation() -> None:
+    fake = FakeSession().on("PUT", MEMBERS, ok({}))
+    client = make_client(fake)
+    client.add_acl_initiator("x", MINE)
+    client.remove_acl_initiator("x", MINE)
+    assert [(c.method, c.path, c.body) for c in fake.api_calls()] == [
+        ("PUT", MEMBERS, {"op": "add", "path": MINE}),
+        ("PUT", MEMBERS, {"op": "remove", "path": MINE}),
+    ]
+
+
+def test_acl_add_409_means_already_present() -> None:
+    fake = FakeSession().on("PUT", MEMBERS, edf_error(409, "ConflictError", f"{MINE} is there"))
+    make_client(fake).add_acl_initiator("x", MINE)
+    assert [(c.method, c.path) for c in fake.api_calls()] == [("PUT", MEMBERS)]
+
+
+def test_acl_add_409_after_a_lost_response_is_fine() -> None:
+    fake = FakeSession().on(
+        "PUT",
+        MEMBERS,
+        requests.exceptions.ConnectionError("reset"),
+        edf_error(409, "ConflictError", "already in the ACL"),
+    )
+    make_client(fake).add_acl_initiator("x", MINE)
+    assert len(fake.api_calls()) == 2
+
+
+def test_acl_remove_absent_entry_is_fine() -> None:
+    # EDF (and the simulator) answer 404 NotFoundError for an entry that is not in the ACL;
+    # one GET tells that apart from a missing app instance.
+    fake = FakeSession().on("PUT", MEMBERS, edf_error(404, "NotFoundError", f"{MINE} not in ACL"))
+    fake.on("GET", ACL, ok({"initiators": [{"path": "/initiators/other"}]}))
+    make_client(fake).remove_acl_initiator("x", MINE)
+    assert [(c.method, c.path) for c in fake.api_calls()] == [("PUT", MEMBERS), ("GET", ACL)]
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["app-instance-gone", "entry-still-there"])
+def test_acl_remove_404_that_is_not_an_absent_entry_raises(listed: bool) -> None:
+    fake = FakeSession().on("PUT", MEMBERS, edf_error(404, "NotFoundError", "nope"))
+    if listed:
+        fake.on("GET", ACL, ok({"initiators": [{"path": MINE}]}))
+    else:
+        fake.on("GET", ACL, edf_error(404, "NotFoundError", "App instance x does not exist"))
+    with pytest.raises(errors.NotFound):
+        make_client(fake).remove_acl_initiator("x", MINE)
+    assert all(c.method != "PUT" or c.path == MEMBERS for c in fake.api_calls())
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "raised"),
+    [
+        (404, "NotFoundError", errors.NotFound),  # the app instance, or an unknown initiator
+        (400, "InvalidRequestError", errors.InvalidRequest),
+        (422, "ValidationFailedError", errors.ValidationFailed),
+        (403, "PermissionDeniedError", errors.PermissionDenied),
+    ],
+)
+def test_acl_add_errors_other_than_a_missing_route_are_raised(
+    status: int, name: str, raised: type[errors.EdfError]
+) -> None:
+    fake = FakeSession().on("PUT", MEMBERS, edf_error(status, name, "refused"))
+    fake.on("GET", ACL, ok({"initiators": []})).on("PUT", ACL, ok({}))
+    with pytest.raises(raised):
+        make_client(fake).add_acl_initiator("x", MINE)
+    assert [(c.method, c.path) for c in fake.api_calls()] == [("PUT", MEMBERS)]
+
+
+# A cluster without the member operation: the route is unknown (404 InvalidRouteError, the
+# fake session's default for unscripted routes) or the method is not allowed on it (405).
+NO_MEMBER_OP = [
+    pytest.param(edf_error(405, "InvalidRouteError", "Method PUT not allowed"), id="405"),
+    pytest.param(edf_error(404, "InvalidRouteError", "No route"), id="404-route"),
+]
+
+
+@pytest.mark.parametrize("refusal", NO_MEMBER_OP)
+def test_acl_add_falls_back_to_full_lists(refusal: FakeResponse) -> None:
     current = {
         "initiators": [{"path": "/initiators/other"}],
         "initiator_groups": [{"path": "/initiator_groups/g"}],
     }
-    fake = FakeSession().on("GET", ACL, ok(current)).on("PUT", ACL, ok({}))
+    fake = FakeSession().on("PUT", MEMBERS, refusal)
+    fake.on("GET", ACL, ok(current)).on("PUT", ACL, ok({}))
     client = make_client(fake)
     assert client.get_acl("x") == ["/initiators/other"]
-    client.add_acl_initiator("x", "/initiators/mine")
+    client.add_acl_initiator("x", MINE)
     put = fake.api_calls()[-1]
-    assert put.method == "PUT"
+    assert (put.method, put.path) == ("PUT", ACL)
     assert put.body == {
-        "initiators": [{"path": "/initiators/other"}, {"path": "/initiators/mine"}],
+        "initiators": [{"path": "/initiators/other"}, {"path": MINE}],
         "initiator_groups": [{"path": "/initiator_groups/g"}],
     }
+    # the cluster's answer is remembered: no more member operations
+    client.add_acl_initiator("x", "/initiators/second")
+    assert [c.path for c in fake.api_calls()].count(MEMBERS) == 1
 
 
-def test_acl_add_present_and_remove_absent_do_not_write() -> None:
-    current = {"initiators": [{"path": "/initiators/mine"}], "initiator_groups": []}
-    fake = FakeSession().on("GET", ACL, ok(current))
+def test_acl_fallback_add_present_and_remove_absent_do_not_write() -> None:
+    current = {"initiators": [{"path": MINE}], "initiator_groups": []}
+    fake = FakeSession().on("GET", ACL, ok(current))  # no member route
     client = make_client(fake)
-    client.add_acl_initiator("x", "/initiators/mine")
+    client.add_acl_initiator("x", MINE)
     client.remove_acl_initiator("x", "/initiators/gone")
-    assert {c.method for c in fake.api_calls()} == {"GET"}
+    assert [(c.method, c.path) for c in fake.api_calls()] == [
+        ("PUT", MEMBERS),
+        ("GET", ACL),
+        ("GET", ACL),
+    ]
 
 
-def test_acl_remove_keeps_others() -> None:
+@pytest.mark.parametrize("refusal", NO_MEMBER_OP)
+def test_acl_fallback_remove_keeps_others(refusal: FakeResponse) -> None:
     current = {
         "initiators": [{"path": "/initiators/a"}, {"path": "/initiators/b"}],
         "initiator_groups": [],
     }
-    fake = FakeSession().on("GET", ACL, ok(current)).on("PUT", ACL, ok({}))
+    fake = FakeSession().on("PUT", MEMBERS, refusal)
+    fake.on("GET", ACL, ok(current)).on("PUT", ACL, ok({}))
     make_client(fake).remove_acl_initiator("x", "/initiators/a")
+    assert [(c.method, c.path) for c in fake.api_calls()] == [
+        ("PUT", MEMBERS),
+        ("GET", ACL),
+        ("PUT", ACL),
+    ]
     assert fake.api_calls()[-1].body == {
         "initiators": [{"path": "/initiators/b"}],
         "initiator_groups": [],
     }
+
+
+def test_acl_member_operation_on_the_simulator(simulator: Simulator) -> None:
+    """The simulator's answers that the scripted tests above assume, end to end."""
+    config = ClientConfig(
+        host=simulator.host,
+        port=simulator.port,
+        username="admin",
+        password="password",
+        ssl=False,
+    )
+    with EdfClient(config, sleep=lambda _: None) as client:
+        ai = client.create_app_instance(
+            "OS-IMAGE-acl", uuid="aaaaaaaa-bbbb-cccc-dddd-000000000001", size_gib=1
+        )
+        a = client.ensure_initiator("iqn.2026-11.org.example:host-a", "host-a").path
+        b = client.ensure_initiator("iqn.2026-11.org.example:host-b", "host-b").path
+        # the answer to the first add is lost after it took effect: the retry gets 409
+        simulator.add_fault("PUT", r"/acl_policy/initiators$", drop=True, after=True)
+        client.add_acl_initiator(ai.id, a)
+        client.add_acl_initiator(ai.id, a)  # 409: already present
+        client.add_acl_initiator(ai.id, b)
+        assert client.get_acl(ai.id) == [a, b]
+        client.remove_acl_initiator(ai.id, a)
+        client.remove_acl_initiator(ai.id, a)  # 404 NotFoundError: not in the ACL
+        assert client.get_acl(ai.id) == [b]
+        with pytest.raises(errors.NotFound):
+            client.remove_acl_initiator("OS-IMAGE-none", b)
+        simulator.add_fault("PUT", r"/acl_policy/initiators$", status=405, count=None)
+        client.add_acl_initiator(ai.id, a)  # read-modify-write
+        client.remove_acl_initiator(ai.id, b)
+        [state] = simulator.state()["app_instances"]
+        assert state["acl"] == [a]
+        client.delete_app_instance(ai.id)
 
 
 def test_set_chap_body() -> None:

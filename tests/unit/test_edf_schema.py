@@ -15,7 +15,15 @@ import jsonschema
 import pytest
 
 import datera_glance
-from tests.unit.test_edf_fakes import Call, FakeResponse, FakeSession, ai_json, make_client, ok
+from tests.unit.test_edf_fakes import (
+    Call,
+    FakeResponse,
+    FakeSession,
+    ai_json,
+    edf_error,
+    make_client,
+    ok,
+)
 
 PACKAGED = Path(datera_glance.__file__).parent / "simulator" / "data" / "api_21.json"
 SHARED = (
@@ -78,8 +86,10 @@ def test_every_v21_body_matches_schema(schema: dict[str, Any]) -> None:
     fake.on("PUT", f"{si}/volumes/volume-1", ok({"size": 3}))
     fake.on("GET", f"/v2.1/initiators/{iqn}", FakeResponse(404, {"message": "no"}))
     fake.on("POST", "/v2.1/initiators", ok({"id": iqn, "path": f"/initiators/{iqn}"}))
-    fake.on("GET", f"{si}/acl_policy", ok({"initiators": [], "initiator_groups": []}))
+    other = "/initiators/iqn.1993-08.org.debian:01:other"
+    fake.on("GET", f"{si}/acl_policy", ok({"initiators": [{"path": other}]}))
     fake.on("PUT", f"{si}/acl_policy", ok({}))
+    fake.on("PUT", f"{si}/acl_policy/initiators", ok({}))
     fake.on("PUT", f"{si}/auth", ok({}))
     client = make_client(fake, api_version="2.1", tenant="glance/sub")
     client.system()
@@ -91,6 +101,11 @@ def test_every_v21_body_matches_schema(schema: dict[str, Any]) -> None:
     client.wait_available(ai["id"])
     client.ensure_initiator(iqn, "glance-host")
     client.add_acl_initiator(ai["id"], f"/initiators/{iqn}")
+    client.remove_acl_initiator(ai["id"], f"/initiators/{iqn}")
+    # a cluster without the member operation: the read-modify-write bodies
+    fake.on("PUT", f"{si}/acl_policy/initiators", edf_error(405, "InvalidRouteError", "no"))
+    client.add_acl_initiator(ai["id"], f"/initiators/{iqn}")
+    client.remove_acl_initiator(ai["id"], other)
     client.set_chap(ai["id"], "chap_user", "chap-secret-12")
     client.set_offline(ai["id"])
     client.resize_volume(ai["id"], 3)
@@ -102,7 +117,12 @@ def test_every_v21_body_matches_schema(schema: dict[str, Any]) -> None:
         checked += 1
     methods = {(c.method, c.path.split("/")[2]) for c in fake.calls}
     assert ("POST", "initiators") in methods and ("PUT", "app_instances") in methods
-    assert checked == len(fake.calls) >= 18
+    acl_bodies = [c.body for c in fake.calls if c.method == "PUT" and "/acl_policy" in c.path]
+    assert [b.get("op") for b in acl_bodies] == ["add", "remove", "add", None, None]
+    mine = {"path": f"/initiators/{iqn}"}
+    assert acl_bodies[3] == {"initiators": [{"path": other}, mine], "initiator_groups": []}
+    assert acl_bodies[4] == {"initiators": [], "initiator_groups": []}
+    assert checked == len(fake.calls) >= 23
 
 
 def test_schema_catches_force_on_v21_initiators(schema: dict[str, Any]) -> None:

@@ -203,6 +203,7 @@ class EdfClient:
         self._version: str | None = None if config.api_version == "auto" else config.api_version
         self._system: models.System | None = None
         self._closed = False
+        self._no_acl_member_op = False  # set once the cluster answered "no such route"
         self._verify: bool | str = config.ssl_verify
         if config.use_ssl and config.ssl_verify and config.ca_file:
             self._verify = config.ca_file
@@ -844,7 +845,8 @@ class EdfClient:
         return _paths(data.get("initiators") or ())
 
     def _modify_acl(self, ai: AiRef, si: str, change: Callable[[list[str]], list[str]]) -> None:
-        # EDF has no conditional update; PUT the full lists so groups are kept.
+        # The fallback for clusters without the member operation. EDF has no conditional
+        # update, so a concurrent change can be lost; PUT the full lists so groups are kept.
         path = self._acl_path(ai, si)
         data = self._request("GET", path) or {}
         initiators = _paths(data.get("initiators") or ())
@@ -857,8 +859,43 @@ class EdfClient:
         }
         self._request("PUT", path, body)
 
+    def _acl_member(self, ai: AiRef, si: str, op: str, initiator_path: str) -> bool:
+        """EDF's atomic ACL member operation; False if the cluster does not have it.
+
+        :raises errors.Conflict: ``add`` of an entry already present.
+        :raises errors.NotFound: ``remove`` of an absent entry, or no such app instance.
+        """
+        if self._no_acl_member_op:
+            return False
+        try:
+            self._request(
+                "PUT", self._acl_path(ai, si) + "/initiators", {"op": op, "path": initiator_path}
+            )
+        except (errors.NotFound, errors.InvalidRequest) as exc:
+            # Only the route itself missing means "no member operation": a 404 NotFoundError
+            # is about the app instance or the entry, a 400/422 about the request.
+            if not (exc.status == 405 or (exc.status == 404 and exc.name == "InvalidRouteError")):
+                raise
+            LOG.warning(
+                "EDF %s has no atomic ACL member operation (%s); falling back to rewriting "
+                "the whole ACL, which can lose a concurrent change",
+                self.config.base_url,
+                exc,
+            )
+            self._no_acl_member_op = True
+            return False
+        return True
+
     def add_acl_initiator(self, ai: AiRef, initiator_path: str, *, si: str = "storage-1") -> None:
-        """Allow an initiator (``/initiators/<iqn>``) on the storage instance; idempotent."""
+        """Allow an initiator (``/initiators/<iqn>``) on the storage instance; idempotent.
+
+        Atomic (``op: add``), so hosts adding themselves at once keep each other's entries.
+        """
+        try:
+            if self._acl_member(ai, si, "add", initiator_path):
+                return
+        except errors.Conflict:
+            return  # already present
         self._modify_acl(
             ai, si, lambda paths: paths if initiator_path in paths else [*paths, initiator_path]
         )
@@ -867,6 +904,15 @@ class EdfClient:
         self, ai: AiRef, initiator_path: str, *, si: str = "storage-1"
     ) -> None:
         """Remove one initiator from the ACL, keeping every other entry; idempotent."""
+        try:
+            if self._acl_member(ai, si, "remove", initiator_path):
+                return
+        except errors.NotFound:
+            # An absent entry is a 404 like a missing app instance: ask which (a missing app
+            # instance raises NotFound from here).
+            if initiator_path in self.get_acl(ai, si=si):
+                raise
+            return
         self._modify_acl(ai, si, lambda paths: [p for p in paths if p != initiator_path])
 
     def set_chap(self, ai: AiRef, username: str, password: str, *, si: str = "storage-1") -> None:
