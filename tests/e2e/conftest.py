@@ -8,6 +8,7 @@ directly (``e2e_cluster.state()``); glance-api reaches it over HTTP like a real 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import subprocess
@@ -97,6 +98,15 @@ def devices_in_use(api: GlanceApi, cluster: Simulator) -> dict[int, list[str]]:
         if held:
             holders[pid] = held
     return holders
+
+
+def attach_users(api: GlanceApi, image_id: str) -> list[str]:
+    """This host's users of an image's attachment: the Store's reference count, a JSON record
+    per image under ``lock_path`` (datera_glance.attach)."""
+    users: list[str] = []
+    for record in api.lock_dir.glob(f"datera-glance-attach-*-{image_id}.json"):
+        users += json.loads(record.read_text()).get("users", [])
+    return users
 
 
 # ---- fixtures --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     Images,
     MiB,
     app_instance,
+    attach_users,
     devices_in_use,
     digests,
     pattern_stream,
@@ -264,10 +265,12 @@ def test_client_aborts_download(
     assert glance.upload(image_id, data, size=len(data)).status == 204
     stream = glance.download(image_id, piece=MiB)
     assert next(stream) == data[:MiB]
-    # While the download runs, glance-api holds the volume's device...
+    # While the download runs, glance-api holds the volume's device and counts its user...
     assert devices_in_use(glance_api, e2e_cluster), "no device open during a download"
-    stream.close()  # ...and when the client goes away, it lets go of it
+    assert len(attach_users(glance_api, image_id)) == 1
+    stream.close()  # ...and when the client goes away, it lets go of both
     wait_until(lambda: not devices_in_use(glance_api, e2e_cluster), what="the detach")
+    wait_until(lambda: not attach_users(glance_api, image_id), what="the attach count to drop")
     assert glance.download_bytes(image_id) == data  # and the image still reads fine
 
 
