@@ -1,8 +1,9 @@
 """Typing stub for the compiled copier core (``src/_chunkio.pyx``)."""
 
 from types import TracebackType
+from typing import Self
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
 
 CORE_NAME: str
 PAGE_SIZE: int
