@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
-
-import tomllib
 
 LOG = logging.getLogger(__name__)
 
