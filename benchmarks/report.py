@@ -307,7 +307,8 @@ def _rss(doc: dict[str, Any]) -> list[Target]:
         growth = probe.get("growth")
         out.append(
             Target(
-                name=f"peak RSS growth, chunk {size_label(probe['chunk_size'])}",
+                name=f"peak RSS growth, chunk {size_label(probe['chunk_size'])}"
+                + (f", depth {probe['depth']}" if "depth" in probe else ""),
                 wanted="RSS growth during a 4 GiB add <= 4 x buffer size + 32 MiB",
                 ratio=None if growth is None else growth / limit,
                 lo=None,

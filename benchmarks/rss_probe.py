@@ -43,11 +43,15 @@ def child(argv: Sequence[str]) -> int:
     p.add_argument("--total", type=int, required=True)
     p.add_argument("--chunk-size", type=int, required=True)
     p.add_argument("--md5", required=True)
+    p.add_argument("--depth", type=int, help="datera_io_depth (default: the option's default)")
     args = p.parse_args(argv)
     from benchmarks import store_bench
 
     sim = SimpleNamespace(host=args.host, port=args.port)
-    store, conf = store_bench.make_store(sim, args.locks, chunk_size=args.chunk_size)
+    options: dict[str, Any] = {"chunk_size": args.chunk_size}
+    if args.depth:
+        options["io_depth"] = args.depth
+    store, conf = store_bench.make_store(sim, args.locks, **options)
     settings = store._backend.settings
     pattern = h.Pattern(21, args.total, settings.io_buffer_size, period=PERIOD)
     source = h.PatternSource(pattern)
@@ -76,7 +80,13 @@ def child(argv: Sequence[str]) -> int:
 
 
 def probe(
-    sim: Any, locks: Path, total: int, chunk_size: int, md5: str, timeout: float = 900
+    sim: Any,
+    locks: Path,
+    total: int,
+    chunk_size: int,
+    md5: str,
+    timeout: float = 900,
+    depth: int | None = None,
 ) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -88,6 +98,7 @@ def probe(
         f"--total={total}",
         f"--chunk-size={chunk_size}",
         f"--md5={md5}",
+        *([f"--depth={depth}"] if depth else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -106,18 +117,19 @@ def probe(
 
 
 def run_all(config: Config, workdir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Two probes: ``datera_chunk_size`` 1 GiB (the target) and 4 GiB (independence)."""
+    """``datera_chunk_size`` 1 GiB (the target) and 4 GiB (independence) at the default
+    depth, and 1 GiB at the deepest swept depth (the memory cost of more I/O in flight)."""
     from benchmarks import store_bench
 
     total = config.rss_total
     md5 = h.Pattern(21, total, 64 * MiB, period=PERIOD).digest("md5")
     out = []
     with store_bench.loop_simulator(workdir) as sim:
-        for chunk in (1 * GiB, 4 * GiB):
-            r = probe(sim, workdir / "locks", total, chunk, md5)
+        for chunk, depth in ((1 * GiB, None), (4 * GiB, None), (1 * GiB, max(config.depths))):
+            r = probe(sim, workdir / "locks", total, chunk, md5, depth=depth)
             growth = r.get("growth")
             log(
-                f"rss probe: chunk {h.size_label(chunk)}: growth "
+                f"rss probe: chunk {h.size_label(chunk)} depth {r.get('depth')}: growth "
                 + (f"{growth / MiB:.1f} MiB" if growth is not None else f"failed {r['error']}")
             )
             out.append(r)
