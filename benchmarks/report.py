@@ -526,19 +526,23 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         "fio": ("0.5", ":"),
     }
     for ax, group in zip(axes, ("write", "read"), strict=True):
-        series: list[tuple[str, str, bool]] = []  # label, impl, hashed
+        series: list[tuple[str, str, bool, int]] = []  # label, impl, hashed, depth
         for impl in ("compiled", "python", "buffered", "dd", "fio"):
             for hashed in (False, True) if group == "write" else (False,):
                 if hashed and impl in ("dd", "fio"):
                     continue
-                depth = d if impl in ("compiled", "python") else 0
-                label = impl + (f" (depth {depth})" if depth else "")
-                label += " md5+sha512" if hashed else ""
-                series.append((label, impl, hashed))
-        for label, impl, hashed in series:
+                depths = [0]
+                if impl == "python":
+                    depths = [d]
+                elif impl == "compiled":  # the default depth first, then the rest of the sweep
+                    depths = [d, *(x for x in cfg["depths"] if x != d)]
+                for depth in depths:
+                    label = impl + (f" (depth {depth})" if depth else "")
+                    label += " md5+sha512" if hashed else ""
+                    series.append((label, impl, hashed, depth))
+        for label, impl, hashed, depth in series:
             xs, ys, lo, hi = [], [], [], []
             for bs in sizes:
-                depth = d if impl in ("compiled", "python") else 0
                 cid = "/".join(
                     [
                         group,
@@ -557,6 +561,8 @@ def plot(doc: dict[str, Any], path: Path) -> None:
             if not xs:
                 continue
             color, base_ls = styles[impl]
+            if impl == "compiled" and depth != d:
+                color = {1: "tab:cyan", 4: "navy"}.get(depth, "tab:purple")
             ax.errorbar(
                 xs,
                 ys,
@@ -590,11 +596,13 @@ def write_outputs(doc: dict[str, Any], outdir: Path) -> dict[str, Path]:
     paths = {
         "json": outdir / f"{doc['mode']}.json",
         "png": outdir / f"throughput-{doc['mode']}.png",
-        "md": outdir / "summary.md",
+        "md": outdir / f"summary-{doc['mode']}.md",
+        "latest": outdir / "summary.md",  # the last run, whichever mode
     }
     paths["json"].write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     plot(doc, paths["png"])
     paths["md"].write_text(markdown(doc))
+    paths["latest"].write_text(markdown(doc))
     return paths
 
 
