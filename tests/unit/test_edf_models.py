@@ -1,8 +1,8 @@
 """Real EDF v2.1 captures parse into the typed results.
 
-The captures are read from the package (``datera_glance/simulator/data``: installed users have
-no ``shared/``); the repository's ``shared/data/edf-v2.1`` is only a fallback while the
-packaged copy does not exist.
+The app instance list is read from the package (``datera_glance/simulator/data``, which the
+simulator serves from); the storage instance and volume lists, which only tests need, from
+``tests/data/edf-v2.1``. All are copies of the real captures in the team's shared data.
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ import datera_glance
 from datera_glance.edf import models
 
 PACKAGED = Path(datera_glance.__file__).parent / "simulator" / "data"
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "edf-v2.1"
+TEST_DATA = Path(__file__).resolve().parents[1] / "data" / "edf-v2.1"
 
 
-def _capture(packaged: str, shared: str) -> Any:
-    for path in (PACKAGED / packaged, SHARED / shared):
-        if path.is_file():
-            return json.loads(path.read_text())
-    pytest.fail(f"EDF capture missing: neither {PACKAGED / packaged} nor {SHARED / shared}")
+def _capture(packaged: str) -> Any:
+    return json.loads((PACKAGED / packaged).read_text())
 
 
 def test_packaged_capture_is_used() -> None:
@@ -33,7 +30,7 @@ def test_packaged_capture_is_used() -> None:
 
 
 def test_v21_app_instance_list_parses() -> None:
-    listing = _capture("ai_list_21.json", "test_api_21_ai_list.txt")
+    listing = _capture("ai_list_21.json")
     assert listing["metadata"] == {"total": 2}
     first, second = (models.AppInstance.from_json(a) for a in listing["data"])
     assert first.id == "b1ac5967-12aa-4959-b24c-c60dd40d0a13"
@@ -60,18 +57,16 @@ def test_v21_app_instance_list_parses() -> None:
     assert second.storage_instance.iqn.endswith("9ffc3647d0b9e0bc")
 
 
-@pytest.mark.parametrize("name", ["test_api_21_si_list_0.txt", "test_api_21_vol_list_0.txt"])
+@pytest.mark.parametrize("name", ["si_list_21.json", "vol_list_21.json"])
 def test_other_v21_captures_parse(name: str) -> None:
-    if not (SHARED / name).is_file():
-        pytest.skip(f"{name} is only in the repository's shared/ data (not packaged)")
-    listing = json.loads((SHARED / name).read_text())
+    listing = json.loads((TEST_DATA / name).read_text())
     (ai,) = (models.AppInstance.from_json(a) for a in listing["data"])
     assert ai.volume.size_gib == 20
     assert ai.storage_instance.ips == ("172.28.41.43", "172.29.41.56")
 
 
 def test_models_are_frozen_and_hashable() -> None:
-    listing = _capture("ai_list_21.json", "test_api_21_ai_list.txt")
+    listing = _capture("ai_list_21.json")
     ai = models.AppInstance.from_json(listing["data"][0])
     with pytest.raises(AttributeError):
         ai.name = "x"  # type: ignore[misc]

@@ -26,19 +26,13 @@ from tests.unit.test_edf_fakes import (
 )
 
 PACKAGED = Path(datera_glance.__file__).parent / "simulator" / "data" / "api_21.json"
-SHARED = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "edf-v2.1" / "api_endpoint_21.txt"
-)
 VERBS = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    for path in (PACKAGED, SHARED):
-        if path.is_file():
-            loaded: dict[str, Any] = json.loads(path.read_text())
-            return loaded
-    pytest.fail("v2.1 /api schema capture missing")
+    loaded: dict[str, Any] = json.loads(PACKAGED.read_text())
+    return loaded
 
 
 def _template(schema: dict[str, Any], path: str) -> str:

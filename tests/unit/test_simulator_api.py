@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import datera_glance
 from datera_glance.simulator import GiB, Simulator
 from tests.plugins.simulator import Edf
 
@@ -89,7 +91,7 @@ def test_system_reports_version_and_capacity(edf: Edf) -> None:
 
 
 def test_api_schema_is_the_real_capture_on_v21(simulator: Simulator) -> None:
-    capture = Path("/work/shared/data/edf-v2.1/api_endpoint_21.txt")
+    capture = Path(datera_glance.__file__).parent / "simulator" / "data" / "api_21.json"
     r = requests.get(f"{simulator.url}/v2.1/api", timeout=30)
     assert r.status_code == 200
     body = r.json()
@@ -97,10 +99,8 @@ def test_api_schema_is_the_real_capture_on_v21(simulator: Simulator) -> None:
     assert len([k for k in body if k.startswith("/")]) == 110
     login = body["/login"]["update"]["bodyParamSchema"]
     assert login["required"] == ["name", "password"]
-    if capture.exists():  # the shared dir is not there for installed users
-        import json
-
-        assert body == json.loads(capture.read_text())
+    # The packaged copy is the real capture (shared/data/edf-v2.1/api_endpoint_21.txt).
+    assert body == json.loads(capture.read_text())
 
 
 def test_api_versions_endpoint(simulator_factory: Callable[..., Simulator]) -> None:
