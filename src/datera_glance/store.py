@@ -19,6 +19,7 @@ import errno
 import logging
 import math
 import os
+import re
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
@@ -48,6 +49,10 @@ GiB = options.GiB
 SCHEME = "datera"
 MAX_GROWTH_STEP_GIB = 64
 AI_PREFIX = "OS-IMAGE-"
+# EDF's schema for an initiator id (POST /initiators): an IQN or an EUI.
+INITIATOR_ID = re.compile(
+    r"(?=.{16,223}$)iqn\.[0-9]{4}-[0-1][0-9]\.[^/]*\.[^/]*|eui\.[0-9A-Fa-f]{16}"
+)
 LEGACY_AI_PREFIX = "OS-"  # the upstream driver's first version named app instances OS-<id>
 ClientFactory = Callable[[ClientConfig], EdfClient]
 
@@ -147,6 +152,14 @@ class StoreSettings:
                 raise exceptions.BadStoreConfiguration(
                     store_name=store_name, reason=f"{required} is not set"
                 )
+        initiator = group.datera_initiator_name
+        if initiator and not INITIATOR_ID.fullmatch(initiator):
+            # EDF would refuse it at the first upload (422 from POST /initiators): say it now.
+            raise exceptions.BadStoreConfiguration(
+                store_name=store_name,
+                reason=f"datera_initiator_name {initiator!r} is not an iSCSI IQN or EUI "
+                "(e.g. iqn.2004-10.com.example:host1)",
+            )
         buffer_size = -(-int(group.datera_io_buffer_size) // 4096) * 4096
         return cls(
             san_ip=group.datera_san_ip,

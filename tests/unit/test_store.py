@@ -182,6 +182,16 @@ def test_missing_credential_names_the_option(
         store.add(str(uuid.uuid4()), io.BytesIO(b"x"), 1, "sha512")
 
 
+@pytest.mark.parametrize("name", ["iqn.x:y", "host1", "iqn.2004-10.com.example/host"])
+def test_bad_initiator_name_is_a_configuration_error(
+    simulator: Simulator, store_factory: StoreFactory, name: str
+) -> None:
+    store = store_factory(simulator, initiator_name=name)
+    assert not store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
+    with pytest.raises(exceptions.BadStoreConfiguration, match="datera_initiator_name"):
+        store.configure_add()
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
