@@ -493,21 +493,10 @@ class EdfClient:
     ) -> _Reply:
         """An authenticated exchange: log in if needed, log in again once on 401."""
         data = json.dumps(body).encode() if body is not None else None
-        token = self._ensure_login()
         version = self.api_version
-        reply = self._send(
-            method,
-            path,
-            version,
-            headers=self._headers(token=token, tenant=tenant, has_body=data is not None),
-            data=data,
-            params=params,
-            secrets=secrets,
-        )
-        if reply.status == 401:
-            LOG.debug("EDF session expired or refused; logging in again")
-            token = self._relogin(token)
-            again = self._send(
+
+        def send(token: str) -> _Reply:
+            return self._send(
                 method,
                 path,
                 version,
@@ -516,6 +505,12 @@ class EdfClient:
                 params=params,
                 secrets=secrets,
             )
+
+        token = self._ensure_login()
+        reply = send(token)
+        if reply.status == 401:
+            LOG.debug("EDF session expired or refused; logging in again")
+            again = send(self._relogin(token))
             again.after_connection_error |= reply.after_connection_error
             reply = again
         return reply
