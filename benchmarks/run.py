@@ -23,7 +23,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./dev bench", description=__doc__)
-    p.add_argument("--full", action="store_true", help="the whole sweep (about 20 minutes)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole sweep (30-60 minutes here; with --mib 512 --rounds 4 about 18)",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 4 quick, 5 full)")
     p.add_argument("--mib", type=int, help="MiB per transfer (default 256 quick, 1024 full)")
     p.add_argument("--scratch", help="directory for loop backing files (a disk, not tmpfs)")
