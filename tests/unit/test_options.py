@@ -29,7 +29,7 @@ EXPECTED = {
     "datera_use_chap": False,
     "datera_default_image_size": 1,
     "datera_io_buffer_size": 4 * 1024**2,
-    "datera_io_depth": 2,
+    "datera_io_depth": 4,
     "datera_skip_zero_blocks": False,
     "datera_request_timeout": 60.0,
     "datera_retry_deadline": 120.0,
