@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from datera_glance.simulator.backends import LoopBackend
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -220,23 +222,12 @@ def loop_device(backing: Path, size: int, sector_size: int = 512) -> Iterator[st
     """A loop device with direct I/O over a fresh sparse file; detached on exit."""
     with open(backing, "wb") as f:
         f.truncate(size)
-    dev = subprocess.run(
-        [
-            "losetup",
-            "--find",
-            "--show",
-            "--direct-io=on",
-            f"--sector-size={sector_size}",
-            str(backing),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    loop = LoopBackend(sector_size=sector_size)
+    dev = loop.attach(backing)
     try:
         yield dev
     finally:
-        subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
+        loop.detach(dev, backing)
 
 
 def loop_info(dev: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Every test below the Store runs on both cores through ``core``; with
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from datera_glance import chunkio
+from datera_glance.simulator.backends import LoopBackend, create_volume_file
 
 LoopFactory = Callable[..., str]
 
@@ -63,10 +63,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.root)
 
 
-def _detach(dev: str) -> None:
-    subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
-
-
 @pytest.fixture
 def loop_device(tmp_path: Path) -> Iterator[LoopFactory]:
     """Factory ``loop_device(size, sector_size=512) -> "/dev/loopN"``, direct-io on.
@@ -74,33 +70,19 @@ def loop_device(tmp_path: Path) -> Iterator[LoopFactory]:
     Backed by a sparse file under ``tmp_path`` (disk, not tmpfs); every device is detached
     and its file removed at teardown, whatever the test did.
     """
-    made: list[tuple[str, Path]] = []
+    made: list[tuple[LoopBackend, str, Path]] = []
 
     def make(size: int, sector_size: int = 512) -> str:
         backing = tmp_path / f"loop{len(made)}.img"
-        with open(backing, "wb") as f:
-            f.truncate(size)
-        out = subprocess.run(
-            [
-                "losetup",
-                "--find",
-                "--show",
-                "--direct-io=on",
-                "--sector-size",
-                str(sector_size),
-                str(backing),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        dev = out.stdout.strip()
-        made.append((dev, backing))
+        create_volume_file(backing, size)
+        loop = LoopBackend(sector_size=sector_size)
+        dev = loop.attach(backing)
+        made.append((loop, dev, backing))
         return dev
 
     try:
         yield make
     finally:
-        for dev, backing in made:
-            _detach(dev)
+        for loop, dev, backing in made:
+            loop.detach(dev, backing)
             backing.unlink(missing_ok=True)

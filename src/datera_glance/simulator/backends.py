@@ -70,12 +70,16 @@ class LoopBackend:
 
     name = "loop"
 
-    def __init__(self, run: Runner = run_command) -> None:
+    def __init__(self, run: Runner = run_command, *, sector_size: int = 512) -> None:
         self._run = run
+        # 512 is what EDF's iSCSI LUNs show; tests and benchmarks also use 4096.
+        self._sector_args = [] if sector_size == 512 else [f"--sector-size={sector_size}"]
 
     def attach(self, file: Path) -> str:
         try:
-            out = self._run(["losetup", "--find", "--show", "--direct-io=on", str(file)])
+            out = self._run(
+                ["losetup", "--find", "--show", "--direct-io=on", *self._sector_args, str(file)]
+            )
         except (subprocess.CalledProcessError, OSError) as exc:
             raise BackendError(f"losetup failed for {file}: {_stderr(exc)}") from exc
         device = out.strip()
