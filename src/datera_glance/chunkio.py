@@ -5,7 +5,9 @@ source; every filled buffer goes to one thread per hasher (and the verifier) and
 ``depth`` writer threads; it returns to the free ring when all of them are done with it. The
 hashes therefore run on both cores at once and up to ``depth`` writes are queued on the
 device, while memory stays at ``depth + 2`` buffers. ``read_range`` keeps ``depth`` reads in
-flight from a small pool and yields the bytes in order.
+flight on ``depth`` reader threads, each with its own buffer, and yields the bytes in order.
+Threads hand buffers over through ``queue.SimpleQueue`` only (no executor, futures or
+condition broadcasts): at small buffer sizes those hand-offs are most of the CPU cost.
 
 The syscalls, the zero scan and the copies into aligned memory live in a core module: the
 compiled ``datera_glance._chunkio`` unless ``DATERA_GLANCE_NO_EXTENSIONS=1``, else its
@@ -26,7 +28,6 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -221,23 +222,23 @@ def _release_buffers(buffers: list[Any]) -> None:
 
 
 class _Slot:
-    """One aligned buffer of the ring, and how many consumers still hold it."""
+    """One aligned buffer of the ring and the job it is on.
 
-    __slots__ = ("buf", "refs", "view")
+    A slot is in at most one job at a time, so the job lives on the slot: nothing is
+    allocated per buffer. ``refs`` counts the consumers still holding it; the last one to
+    let go puts it back on the free queue.
+    """
+
+    __slots__ = ("buf", "nbytes", "padded", "pos", "refs", "target", "view")
 
     def __init__(self, buf: Any) -> None:
         self.buf = buf
         self.view = memoryview(buf)
         self.refs = 0
-
-
-@dataclass(frozen=True)
-class _Job:
-    slot: _Slot
-    nbytes: int  # image bytes in the buffer
-    padded: int  # bytes to write: nbytes rounded up to the block size
-    pos: int  # device offset
-    target: _Target
+        self.nbytes = 0  # image bytes in the buffer
+        self.padded = 0  # bytes to write: nbytes rounded up to the block size
+        self.pos = 0  # device offset
+        self.target: _Target | None = None
 
 
 _STOP = None
@@ -248,6 +249,14 @@ class _Aborted(Exception):
 
 
 class _WritePipeline:
+    """The worker threads and the buffer ring of one ``write_stream``.
+
+    Hand-offs are ``SimpleQueue`` puts and gets only (C code, one wake-up per buffer and
+    consumer): filled slots go out on per-consumer queues, and the last consumer of a slot
+    puts it on ``free_q``. A worker's error also goes on ``free_q`` (as ``_STOP``), so the
+    main thread never waits on anything else.
+    """
+
     def __init__(
         self,
         core: ModuleType,
@@ -262,16 +271,16 @@ class _WritePipeline:
         self.buffer_size = buffer_size
         self.depth = depth
         self.skip_zeros = skip_zeros
-        self.cv = threading.Condition()
-        self.free: deque[_Slot] = deque()
-        self.pending_writes = 0
+        self.lock = threading.Lock()  # guards Slot.refs and error
+        self.free_q: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self.hand: list[_Slot] = []  # free slots the main thread holds
         self.error: BaseException | None = None
         self.buffers: list[Any] = []
         self.slots: list[_Slot] = []
         self.threads: list[threading.Thread] = []
         # One queue per hasher (in order), one shared by the writer pool (any order).
-        self.write_q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.consumer_qs: list[queue.SimpleQueue[_Job | None]] = []
+        self.write_q: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self.consumer_qs: list[queue.SimpleQueue[_Slot | None]] = []
 
     # -- lifecycle
 
@@ -280,9 +289,9 @@ class _WritePipeline:
             buf = self.core.AlignedBuffer(self.buffer_size)
             self.buffers.append(buf)
             self.slots.append(_Slot(buf))
-        self.free.extend(self.slots)
+        self.hand.extend(self.slots)
         for i, consumer in enumerate(self.consumers):
-            q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            q: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
             self.consumer_qs.append(q)
             self._spawn(f"chunkio-hash-{i}", self._consume_loop, q, consumer)
         for i in range(self.depth):
@@ -308,50 +317,49 @@ class _WritePipeline:
             thread.join()
         self.threads.clear()
         for slot in self.slots:
+            slot.target = None
             slot.view.release()
         self.slots.clear()
-        self.free.clear()
+        self.hand.clear()
         _release_buffers(self.buffers)
 
     # -- workers
 
     def _fail(self, exc: BaseException) -> None:
-        with self.cv:
+        with self.lock:
             if self.error is None:
                 self.error = exc
-            self.cv.notify_all()
+        self.free_q.put(_STOP)  # wakes the main thread if it waits for a buffer
 
-    def _release(self, job: _Job, *, wrote: bool = False) -> None:
-        with self.cv:
-            if wrote:
-                self.pending_writes -= 1
-            job.slot.refs -= 1
-            if job.slot.refs == 0:
-                self.free.append(job.slot)
-            self.cv.notify_all()
+    def _release(self, slot: _Slot) -> None:
+        with self.lock:
+            slot.refs -= 1
+            last = not slot.refs
+        if last:
+            self.free_q.put(slot)
 
-    def _consume_loop(self, q: queue.SimpleQueue[_Job | None], consumer: _Updatable) -> None:
-        while (job := q.get()) is not _STOP:
+    def _consume_loop(self, q: queue.SimpleQueue[_Slot | None], consumer: _Updatable) -> None:
+        while (slot := q.get()) is not _STOP:
             try:
                 if self.error is None:
-                    with job.slot.view[: job.nbytes] as data:
+                    with slot.view[: slot.nbytes] as data:
                         consumer.update(data)
             except BaseException as exc:
                 self._fail(exc)
             finally:
-                self._release(job)
+                self._release(slot)
 
     def _write_loop(self) -> None:
         core = self.core
-        while (job := self.write_q.get()) is not _STOP:
+        while (slot := self.write_q.get()) is not _STOP:
             try:
                 if self.error is None:
+                    target = slot.target
+                    assert target is not None
                     if self.skip_zeros:
-                        self._write_nonzero(job)
+                        self._write_nonzero(slot, target)
                     else:
-                        core.pwrite_full(
-                            job.target.fd, job.slot.buf, job.padded, job.pos, job.target.path
-                        )
+                        core.pwrite_full(target.fd, slot.buf, slot.padded, slot.pos, target.path)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EFBIG):
                     exc = DeviceFull(exc.errno, exc.strerror, exc.filename)
@@ -359,27 +367,27 @@ class _WritePipeline:
             except BaseException as exc:
                 self._fail(exc)
             finally:
-                self._release(job, wrote=True)
+                self._release(slot)
 
-    def _write_nonzero(self, job: _Job) -> None:
+    def _write_nonzero(self, slot: _Slot, target: _Target) -> None:
         """Write only the runs of ``_ZERO_GRAIN`` blocks that are not all zero."""
         core = self.core
-        view = job.slot.view
-        target = job.target
+        view = slot.view
+        padded = slot.padded
         start = -1  # first byte of the current non-zero run
-        for lo in range(0, job.padded, _ZERO_GRAIN):
-            hi = min(lo + _ZERO_GRAIN, job.padded)
+        for lo in range(0, padded, _ZERO_GRAIN):
+            hi = min(lo + _ZERO_GRAIN, padded)
             with view[lo:hi] as grain:
                 zero = core.is_zero(grain, hi - lo)
             if not zero and start < 0:
                 start = lo
             elif zero and start >= 0:
                 with view[start:lo] as run:
-                    core.pwrite_full(target.fd, run, lo - start, job.pos + start, target.path)
+                    core.pwrite_full(target.fd, run, lo - start, slot.pos + start, target.path)
                 start = -1
         if start >= 0:
-            with view[start : job.padded] as run:
-                core.pwrite_full(target.fd, run, job.padded - start, job.pos + start, target.path)
+            with view[start:padded] as run:
+                core.pwrite_full(target.fd, run, padded - start, slot.pos + start, target.path)
 
     # -- main thread
 
@@ -387,38 +395,40 @@ class _WritePipeline:
         if self.error is not None:
             raise _Aborted
 
+    def _take(self) -> _Slot:
+        """Wait for the next slot a worker gives back."""
+        slot = self.free_q.get()
+        if slot is None or self.error is not None:
+            raise _Aborted
+        return slot
+
     def get_free(self) -> _Slot:
-        with self.cv:
-            while not self.free and self.error is None:
-                self.cv.wait()
-            self._raise_if_failed()
-            return self.free.popleft()
+        self._raise_if_failed()
+        return self.hand.pop() if self.hand else self._take()
 
     def put_back(self, slot: _Slot) -> None:
-        with self.cv:
-            self.free.appendleft(slot)
+        self.hand.append(slot)
 
-    def dispatch(self, job: _Job) -> None:
-        with self.cv:
-            self._raise_if_failed()
-            job.slot.refs = len(self.consumer_qs) + 1
-            self.pending_writes += 1
+    def dispatch(self, slot: _Slot, nbytes: int, padded: int, pos: int, target: _Target) -> None:
+        self._raise_if_failed()
+        slot.nbytes = nbytes
+        slot.padded = padded
+        slot.pos = pos
+        slot.target = target
+        # No worker sees the slot before the puts below, so refs needs no lock here.
+        slot.refs = len(self.consumer_qs) + 1
         for q in self.consumer_qs:
-            q.put(job)
-        self.write_q.put(job)
+            q.put(slot)
+        self.write_q.put(slot)
 
-    def drain_writes(self) -> None:
-        with self.cv:
-            while self.pending_writes and self.error is None:
-                self.cv.wait()
-            self._raise_if_failed()
+    def drain(self, *, held: int = 0) -> None:
+        """Wait until every buffer is back: all writes and all hashing done.
 
-    def drain_all(self) -> None:
-        """Wait until every buffer is back: all writes and all hashing done."""
-        with self.cv:
-            while len(self.free) < len(self.buffers) and self.error is None:
-                self.cv.wait()
-            self._raise_if_failed()
+        ``held``: slots the main thread holds outside ``hand`` (one being filled).
+        """
+        while len(self.hand) + held < len(self.slots):
+            self.hand.append(self._take())
+        self._raise_if_failed()
 
 
 class _Filler:
@@ -536,7 +546,7 @@ class _Writer:
             old_capacity = target.capacity
             # Hand-off: nothing in flight, data durable, device closed while the caller
             # resizes and reattaches it.
-            pipe.drain_writes()
+            pipe.drain(held=1)  # the buffer being placed
             target.fsync()
             self.close()
             new_path = self.grow(written)
@@ -588,7 +598,7 @@ class _Writer:
             try:
                 pipe.start()
                 written = self._loop(pipe, _Filler(self.core, source, buffer_size))
-                pipe.drain_all()
+                pipe.drain()
                 drained = True
             except _Aborted:
                 assert pipe.error is not None
@@ -628,13 +638,48 @@ class _Writer:
             except BaseException:
                 pipe.put_back(slot)
                 raise
-            pipe.dispatch(_Job(slot, n, padded, pos, target))
+            pipe.dispatch(slot, n, padded, pos, target)
             pos += n
             written += n
         return written
 
 
 # --------------------------------------------------------------------------- reads
+
+
+class _ReadWorker:
+    """A reader thread with its own aligned buffer: one ``pread`` per request, in order.
+
+    The main thread puts ``(pos, want)`` on ``requests`` and gets the byte count (or the
+    error) from ``done``; it has at most one request out per worker, so nothing queues up.
+    """
+
+    __slots__ = ("buf", "done", "requests", "stopping", "thread")
+
+    def __init__(self, core: ModuleType, target: _Target, buffer_size: int, name: str) -> None:
+        self.buf = core.AlignedBuffer(buffer_size)
+        self.requests: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[int | BaseException] = queue.SimpleQueue()
+        self.stopping = False
+        self.thread = threading.Thread(
+            target=self._loop, args=(core.pread_full, target), name=name, daemon=True
+        )
+
+    def _loop(self, pread_full: Callable[..., int], target: _Target) -> None:
+        buf, done = self.buf, self.done
+        fd, path = target.fd, target.path
+        while (request := self.requests.get()) is not None:
+            if self.stopping:  # the generator was closed: skip the read still queued
+                continue
+            pos, want = request
+            try:
+                done.put(pread_full(fd, buf, want, pos, path))
+            except BaseException as exc:
+                done.put(exc)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.requests.put(None)
 
 
 def _read_gen(
@@ -647,9 +692,7 @@ def _read_gen(
     allow_buffered: bool,
 ) -> Iterator[bytes]:
     target = _Target.open(path, write=False, allow_buffered=allow_buffered)
-    buffers: list[Any] = []
-    pool: ThreadPoolExecutor | None = None
-    futures: deque[tuple[Future[int], Any, int, int]] = deque()
+    workers: list[_ReadWorker] = []
     try:
         end = offset + length
         if target.capacity is not None and end > target.capacity:
@@ -659,38 +702,48 @@ def _read_gen(
         bs = target.block_size
         next_pos = offset - offset % bs
         aligned_end = _round_up(end, bs)
-        pool = executor = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="chunkio-read")
+        # Requests out, oldest first: the worker and the device offset it reads.
+        ring: deque[tuple[_ReadWorker, int]] = deque()
 
-        def submit(buf: Any) -> None:
+        def submit(worker: _ReadWorker) -> None:
             nonlocal next_pos
             want = min(buffer_size, aligned_end - next_pos)
-            fut = executor.submit(core.pread_full, target.fd, buf, want, next_pos, path)
-            futures.append((fut, buf, next_pos, want))
+            worker.requests.put((next_pos, want))
+            ring.append((worker, next_pos))
             next_pos += want
 
-        while len(buffers) < depth and next_pos < aligned_end:
-            buf = core.AlignedBuffer(buffer_size)
-            buffers.append(buf)
-            submit(buf)
-        while futures:
-            fut, buf, pos, _want = futures.popleft()
-            got = fut.result()
+        while len(workers) < depth and next_pos < aligned_end:
+            worker = _ReadWorker(core, target, buffer_size, f"chunkio-read-{len(workers)}")
+            workers.append(worker)
+            worker.thread.start()
+            submit(worker)
+        copy_out = core.copy_out
+        while ring:
+            worker, pos = ring.popleft()
+            got = worker.done.get()
+            if isinstance(got, BaseException):
+                try:
+                    raise got
+                finally:
+                    del got  # no cycle through the traceback
             lo = max(offset, pos) - pos
             hi = min(end, pos + buffer_size) - pos
             if got < hi:
                 raise EOFError(f"{path}: short read at offset {pos + got}")
-            data = core.copy_out(buf, lo, hi)
+            data = copy_out(worker.buf, lo, hi)
             if next_pos < aligned_end:
-                submit(buf)
+                submit(worker)
             yield data
     finally:
-        # Wait for every read still running before the buffers and the fd go away.
-        for fut, _buf, _pos, _want in futures:
-            fut.cancel()
-        if pool is not None:
-            pool.shutdown(wait=True)
-        futures.clear()
-        _release_buffers(buffers)
+        # Stop every worker and wait for a read still running before the buffers and the
+        # fd go away.
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            if worker.thread.ident is not None:
+                worker.thread.join()
+        _release_buffers([worker.buf for worker in workers])
+        workers.clear()
         target.close()
 
 
