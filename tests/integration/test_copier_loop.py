@@ -15,7 +15,7 @@ import pytest
 
 from datera_glance import chunkio
 from datera_glance.chunkio import DeviceFull, SizeMismatch
-from tests.plugins.core import Resources
+from tests.plugins.core import Resources, ShortReader
 
 pytestmark = pytest.mark.root
 
@@ -39,20 +39,6 @@ def _device_size(dev: str) -> int:
         return os.lseek(fd, 0, os.SEEK_END)
     finally:
         os.close(fd)
-
-
-class ShortReader:
-    def __init__(self, data: bytes, limit: int, seed: int = 5) -> None:
-        self.data = memoryview(data)
-        self.pos = 0
-        self.limit = limit
-        self.rng = random.Random(seed)
-
-    def read(self, n: int) -> bytes:
-        assert 0 < n <= self.limit
-        out = bytes(self.data[self.pos : self.pos + self.rng.randint(1, n)])
-        self.pos += len(out)
-        return out
 
 
 @pytest.mark.parametrize("sector", SECTORS)

@@ -7,6 +7,7 @@ Every test below the Store runs on both cores through ``core``; with
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,25 @@ from datera_glance import chunkio
 from datera_glance.simulator.backends import LoopBackend, create_volume_file
 
 LoopFactory = Callable[..., str]
+
+
+class ShortReader:
+    """A ``read(n)`` source that returns random short reads and checks what it is asked."""
+
+    def __init__(self, data: bytes, limit: int, seed: int = 2) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.limit = limit
+        self.rng = random.Random(seed)
+        self.asked: list[int] = []
+
+    def read(self, n: int) -> bytes:
+        assert 0 < n <= self.limit, f"asked for {n} bytes, limit {self.limit}"
+        self.asked.append(n)
+        take = min(n, self.rng.randint(1, n))
+        out = bytes(self.data[self.pos : self.pos + take])
+        self.pos += len(out)
+        return out
 
 
 class Resources:

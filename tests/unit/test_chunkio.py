@@ -18,7 +18,7 @@ import pytest
 
 from datera_glance import chunkio
 from datera_glance.chunkio import DeviceFull, DirectIOUnsupported, SizeMismatch
-from tests.plugins.core import Resources
+from tests.plugins.core import Resources, ShortReader
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -36,25 +36,6 @@ def _target(tmp_path: Path, capacity: int, fill: bytes = b"\0", name: str = "dev
     else:
         path.write_bytes(fill * capacity)
     return str(path)
-
-
-class ShortReader:
-    """A ``read(n)`` source that returns random short reads and checks what it is asked."""
-
-    def __init__(self, data: bytes, limit: int, seed: int = 2) -> None:
-        self.data = memoryview(data)
-        self.pos = 0
-        self.limit = limit
-        self.rng = random.Random(seed)
-        self.asked: list[int] = []
-
-    def read(self, n: int) -> bytes:
-        assert 0 < n <= self.limit, f"asked for {n} bytes, limit {self.limit}"
-        self.asked.append(n)
-        take = min(n, self.rng.randint(1, n))
-        out = bytes(self.data[self.pos : self.pos + take])
-        self.pos += len(out)
-        return out
 
 
 class ThreadHasher:
