@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from oslo_concurrency import processutils
 
 from datera_glance import attach
 from datera_glance.edf import errors, models
@@ -102,7 +103,12 @@ class FakeClient:
 
     def set_chap(self, ai: str, username: str, password: str) -> None:
         self._rec("set_chap", ai, username, password)
-        self.si = replace(self.si, auth_type="chap")
+        # EDF shows the target's CHAP user name (auth.target_user_name), never the secret
+        self.si = replace(self.si, auth_type="chap", chap_user=username)
+
+    def clear_chap(self, ai: str) -> None:
+        self._rec("clear_chap", ai)
+        self.si = replace(self.si, auth_type="none", chap_user="")
 
     def wait_available(self, ai: str, *, timeout: float) -> models.StorageInstance:
         self._rec("wait_available", ai, timeout)
@@ -134,6 +140,8 @@ class FakeConnector:
 
 
 class Recorder:
+    """A ``processutils.execute`` stand-in; fails the way the real one does."""
+
     def __init__(self, fail: bool = False) -> None:
         self.commands: list[tuple[tuple[str, ...], dict[str, Any]]] = []
         self.fail = fail
@@ -141,7 +149,9 @@ class Recorder:
     def __call__(self, *cmd: str, **kwargs: Any) -> tuple[str, str]:
         self.commands.append((cmd, kwargs))
         if self.fail:
-            raise OSError("rootwrap refused chown")
+            raise processutils.ProcessExecutionError(
+                stderr="rootwrap refused chown", exit_code=99, cmd=" ".join(cmd)
+            )
         return "", ""
 
 
@@ -173,12 +183,19 @@ def make_attacher(
         scope="10.0.0.1:7718/root",
         **settings,
     )
+    # udev's link for the LUN, which tells a record's device is this target's
+    by_path = tmp_path / "by-path"
+    by_path.mkdir(parents=True, exist_ok=True)
+    link = by_path / f"ip-{client.si.ips[0]}:3260-iscsi-{client.si.iqn}-lun-0"
+    if not link.is_symlink():
+        link.symlink_to(fake.path)
     return attach.Attacher(
         client,  # type: ignore[arg-type]
         cfg,
         connector_factory=factory,
         executor=executor or Recorder(),
         geteuid=lambda: euid,
+        by_path_dir=str(by_path),
     )
 
 
@@ -356,10 +373,11 @@ def test_no_chown_as_root(tmp_path: pathlib.Path, device: str) -> None:
 
 
 def test_failed_chown_disconnects_and_raises(tmp_path: pathlib.Path, device: str) -> None:
+    # rootwrap's failure (processutils.ProcessExecutionError) reaches the Store as AttachError
     client = FakeClient(make_si())
     conn = FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn, executor=Recorder(fail=True), euid=4242)
-    with pytest.raises(OSError, match="rootwrap refused"):
+    with pytest.raises(attach.AttachError, match="rootwrap refused"):
         attacher.attach(client.ai())
     assert len(conn.connects) == len(conn.disconnects) == 1
     assert not list((tmp_path / "locks").glob("*.json"))

@@ -915,3 +915,8 @@ class EdfClient:
         body = {"type": "chap", "target_user_name": username, "target_pswd": password}
         path = f"app_instances/{_ai_id(ai)}/storage_instances/{quote(si)}/auth"
         self._request("PUT", path, body, secrets=(password,))
+
+    def clear_chap(self, ai: AiRef, *, si: str = "storage-1") -> None:
+        """Stop requiring CHAP on the storage instance's target."""
+        path = f"app_instances/{_ai_id(ai)}/storage_instances/{quote(si)}/auth"
+        self._request("PUT", path, {"type": "none"})
