@@ -364,6 +364,10 @@ def value(group: Any, name: str) -> Any:
     except ValueError as e:  # cfg.ConfigFileValueError
         problem = str(e).rpartition("is not valid: ")[2]
         raise OptionError(name, f"is not valid ({problem})", _range_fix(name)) from e
+    except cfg.Error as e:  # e.g. "$x" in the value: oslo.config substitutes other options
+        raise OptionError(
+            name, f"cannot be read ({e})", "write '$$' for a '$' that is part of the value"
+        ) from e
 
 
 def _range_fix(name: str) -> str:

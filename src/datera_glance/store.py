@@ -336,6 +336,18 @@ def _glance_errors(image_id: str, *, adding: bool = False) -> Iterator[None]:
         raise mapped from exc
 
 
+def _hashers(hashing_algo: str) -> tuple[Any, Any]:
+    """md5 and the multihash, known to work before anything exists on the cluster: an
+    unknown name, or a hash without a fixed length (``shake_128``, which glance_store's
+    ``algorithms_available`` check lets through), would otherwise fail after the upload."""
+    try:
+        multihash = utils.get_hasher(hashing_algo, False)
+        multihash.copy().hexdigest()
+    except (ValueError, TypeError) as e:
+        raise exceptions.UnknownHashingAlgo(algo=hashing_algo) from e
+    return utils.get_hasher("md5", False), multihash
+
+
 class _Upload:
     """State of one ``add``: the app instance, its attachment and its growth."""
 
@@ -644,9 +656,7 @@ class Store(driver.Store):
         settings, client = parts.settings, parts.client
         name = ai_name(image_id)
         size_gib = max(1, math.ceil(image_size / units.Gi)) if image_size else None
-        # Before the app instance exists: an unsupported hashing_algo must not leak one.
-        md5 = utils.get_hasher("md5", False)
-        multihash = utils.get_hasher(hashing_algo, False)
+        md5, multihash = _hashers(hashing_algo)  # before the app instance exists
         with _glance_errors(image_id, adding=True):
             parts.connect()
             start_gib = size_gib or settings.default_image_size_gib
