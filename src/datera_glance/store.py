@@ -298,6 +298,16 @@ def _length(metadata: dict[str, Any]) -> int | None:
         return None
 
 
+class ClusterUnavailable(exceptions.RemoteServiceUnavailable, exceptions.TimeoutError):
+    """The cluster cannot be reached now; the next operation may work.
+
+    Both glance_store types, so that glance 33 answers 503 (which clients retry) everywhere:
+    it maps ``RemoteServiceUnavailable`` to 503 on download (glance/api/v2/image_data.py) but
+    only ``TimeoutError`` on upload and delete (image_data.py, images.py); anything else is a
+    500 there.
+    """
+
+
 def _translate(exc: BaseException, image_id: str, adding: bool) -> BaseException | None:
     """The glance exception for ``exc``, or None to re-raise it unchanged."""
     if isinstance(exc, errors.NotFound) and adding:
@@ -313,7 +323,7 @@ def _translate(exc: BaseException, image_id: str, adding: bool) -> BaseException
     if isinstance(exc, errors.NotFound):
         return exceptions.NotFound(image=image_id)
     if isinstance(exc, errors.ConnectionFailed | errors.ServiceUnavailable | errors.Timeout):
-        return exceptions.RemoteServiceUnavailable(message=f"Datera EDF: {exc}")
+        return ClusterUnavailable(message=f"Datera EDF: {exc}")
     if isinstance(exc, errors.EdfError | AttachError):
         return exceptions.BackendException(f"Datera EDF, image {image_id}: {exc}")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG):
