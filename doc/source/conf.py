@@ -10,7 +10,7 @@ import datera_glance
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "datera-glance"
-copyright = "datera-glance authors"  # noqa: A001 (Sphinx's name)
+copyright = "datera-glance authors"
 release = version = datera_glance.__version__
 
 extensions = [

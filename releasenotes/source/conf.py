@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 project = "datera-glance release notes"
-copyright = "datera-glance authors"  # noqa: A001 (Sphinx's name)
+copyright = "datera-glance authors"
 extensions = ["reno.sphinxext"]
 html_theme = "alabaster"
 exclude_patterns = ["_build"]

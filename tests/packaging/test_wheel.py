@@ -85,7 +85,7 @@ CHECK = textwrap.dedent(
 def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     done = subprocess.run([*pip, str(_wheel(dist))], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # Away from the checkout, without this process's environment: only the installed wheel.
