@@ -224,7 +224,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
         work = Path(tempfile.mkdtemp(prefix="datera-glance-demo-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
 
-    sim = SimulatorProcess(work / "edf", backend=backend)
+    sim = SimulatorProcess(work / "edf", media=backend)
     stack.callback(sim.stop)
     try:
         sim.start()

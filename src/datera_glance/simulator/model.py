@@ -1,15 +1,13 @@
-"""The simulator's stored objects and their JSON persistence (atomic: tmp + fsync + rename)."""
+"""The simulator's stored objects (``State``) and their JSON form; no I/O here."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-GiB = 1024**3
+from oslo_utils import units
+
 STATE_FORMAT = 1
 
 
@@ -26,7 +24,7 @@ class Volume:
 
     @property
     def size_bytes(self) -> int:
-        return int(self.size * GiB)
+        return int(self.size * units.Gi)
 
 
 @dataclass
@@ -58,6 +56,10 @@ class AppInstance:
     metadata: dict[str, Any] = field(default_factory=dict)
     online_since: float = 0.0  # clock() when last set online (runtime only)
 
+    @property
+    def volumes(self) -> list[Volume]:
+        return [v for si in self.storage_instances for v in si.volumes]
+
 
 @dataclass
 class Initiator:
@@ -73,7 +75,7 @@ class Tenant:
 
 
 @dataclass
-class Store:
+class State:
     """Everything that survives a restart (sessions and faults do not)."""
 
     tenants: dict[str, Tenant] = field(default_factory=lambda: {"/root": Tenant("/root")})
@@ -98,40 +100,45 @@ class Store:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Store:
+    def from_json(cls, obj: dict[str, Any]) -> State:
         if obj.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown simulator state format {obj.get('format')!r}")
-        store = cls(tenants={}, app_instances={}, initiators={})
+        state = cls(tenants={}, app_instances={}, initiators={})
         for t in obj["tenants"]:
-            store.tenants[t["path"]] = Tenant(**t)
+            state.tenants[t["path"]] = Tenant(**t)
         for a in obj["app_instances"]:
             sis = []
             for s in a.pop("storage_instances"):
                 vols = [Volume(**v) for v in s.pop("volumes")]
                 sis.append(StorageInstance(volumes=vols, **s))
             ai = AppInstance(storage_instances=sis, **a)
-            store.app_instances[ai.id] = ai
+            state.app_instances[ai.id] = ai
         for i in obj["initiators"]:
             init = Initiator(**i)
-            store.initiators[(init.tenant, init.id)] = init
-        return store
+            state.initiators[(init.tenant, init.id)] = init
+        return state
 
+    def app_instance(self, tenant: str, ident: str) -> AppInstance | None:
+        """The app instance of ``tenant`` with the id (else the name) ``ident``."""
+        ai = self.app_instances.get(ident)
+        if ai is not None and ai.tenant == tenant:
+            return ai
+        for ai in self.app_instances.values():
+            if ai.name == ident and ai.tenant == tenant:
+                return ai
+        return None
 
-def dump_json(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True).encode()
+    def visible_initiator(self, tenant: str, iqn: str) -> Initiator | None:
+        """The initiator as seen from ``tenant``: its own, else the nearest parent's."""
+        t = tenant
+        while True:
+            init = self.initiators.get((t, iqn))
+            if init is not None:
+                return init
+            if t == "/root":
+                return None
+            t = t.rsplit("/", 1)[0] or "/root"
 
-
-def write_json_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a crash leaves either the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    def used_bytes(self) -> int:
+        """Provisioned bytes of every volume (not times replicas, like EDF's capacity)."""
+        return sum(v.size_bytes for ai in self.app_instances.values() for v in ai.volumes)
