@@ -95,6 +95,29 @@ def test_cli_serves_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> No
     assert (tmp_path / "state.json").exists()
 
 
+def test_cli_state_survives_sigkill(tmp_path: Path) -> None:
+    """Killed without a chance to save: what was answered is in ``state.journal``."""
+    with cli(tmp_path) as (proc, url):
+        key = _login(url)
+        kept = _create(url, key, "killed-kept")
+        gone = _create(url, key, "killed-gone")
+        r = requests.delete(
+            f"{url}/v2.2/app_instances/{gone['id']}",
+            json={"force": True},
+            headers={"Auth-Token": key},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        proc.kill()
+        proc.wait(15)
+    with cli(tmp_path) as (proc, url):
+        key = _login(url)
+        r = requests.get(f"{url}/v2.2/app_instances", headers={"Auth-Token": key}, timeout=10)
+        assert [a["id"] for a in r.json()["data"]] == [kept["id"]]
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
 def test_cli_tls(tmp_path: Path) -> None:
     with cli(tmp_path, "--tls") as (proc, url):
         assert url.startswith("https://")

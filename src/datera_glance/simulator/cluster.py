@@ -17,11 +17,12 @@ from pathlib import Path
 
 from datera_glance.simulator import handlers, schema
 from datera_glance.simulator.media import Media, MediaError
-from datera_glance.simulator.model import AppInstance, State, StorageInstance, Volume
-from datera_glance.simulator.persistence import StateFile
+from datera_glance.simulator.model import AppInstance, State, StorageInstance, Stored, Volume
+from datera_glance.simulator.persistence import StateFiles
 from datera_glance.simulator.render import Renderer, envelope
 from datera_glance.simulator.routing import API, ApiError, Request, Response
 from datera_glance.simulator.sessions import INVALID_SESSION, Sessions
+from datera_glance.simulator.work import Work
 
 _VERB = {"POST": "create", "PUT": "update", "DELETE": "delete"}
 
@@ -46,8 +47,10 @@ class Cluster:
         session_ttl: float,
         available_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        work: Work | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.work = work or Work()
         self.media = media
         self.username = username
         self.password = password
@@ -58,11 +61,14 @@ class Cluster:
         self.ecosystem = version_tuple(sw_version) >= (3, 3)
         self.clock = clock
         self.lock = threading.RLock()
-        self.state_file = StateFile(data_dir)
+        self.state_files = StateFiles(data_dir, self.work)
         self.state = State()  # until load()
         self.sessions = Sessions(session_ttl, clock)
         self.render = Renderer(
-            placement_policy=self.ecosystem, available_delay=available_delay, clock=clock
+            placement_policy=self.ecosystem,
+            available_delay=available_delay,
+            clock=clock,
+            work=self.work,
         )
         self.system_uuid = str(uuidlib.uuid4())
         self.volume_dir = data_dir / "volumes"
@@ -70,9 +76,9 @@ class Cluster:
     # ---- lifecycle -------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the state file (if any), clean stale devices, re-attach online volumes."""
+        """Read the state files (if any), clean stale devices, re-attach online volumes."""
         with self.lock:
-            self.state = self.state_file.load()
+            self.state = self.state_files.load()
             for ai in self.state.app_instances.values():
                 for vol in ai.volumes:
                     self.media.cleanup(Path(vol.file))
@@ -84,16 +90,30 @@ class Cluster:
             except MediaError:
                 self.detach_all()  # start() fails: leave no device behind
                 raise
-            self.save()
-        self.flush()
+            self.state_files.compact(self.state)
 
-    def save(self) -> None:
-        """Record the state's changes (under the lock); ``flush()`` writes them to disk."""
-        self.state_file.save(self.state)
+    def save(self, obj: Stored) -> None:
+        """Note that ``obj`` was created or changed: persisted before the answer."""
+        self.state_files.save(obj)
+
+    def save_removal(self, obj: Stored) -> None:
+        """Note that ``obj`` was deleted: persisted before the answer."""
+        self.state_files.save_removal(obj)
+
+    def commit(self) -> None:
+        """End of a request's changes (under the lock): one journal line for all of them."""
+        self.state_files.commit()
+        if self.state_files.needs_compaction():
+            self.state_files.compact(self.state)
 
     def flush(self) -> None:
-        """Persist every change made so far; called outside the lock, before answering."""
-        self.state_file.flush()
+        """Persist every change committed so far; called outside the lock, before answering."""
+        self.state_files.flush()
+
+    def compact(self) -> None:
+        """Rewrite the snapshot, emptying the journal (at stop)."""
+        with self.lock:
+            self.state_files.compact(self.state)
 
     def detach_all(self) -> None:
         """Detach every device (stop); the state keeps admin states for the next start."""
@@ -125,9 +145,12 @@ class Cluster:
             if route.auth:
                 self._check_session(req)
                 self._check_tenant(req)
-            if route.schema_key is not None and req.method in _VERB:
-                self._validate(req, route.schema_key, _VERB[req.method])
-            result = route.handler(self, req, *args)
+            try:
+                if route.schema_key is not None and req.method in _VERB:
+                    self.validate(req, route.schema_key)
+                result = route.handler(self, req, *args)
+            finally:
+                self.commit()  # what a failed handler changed is kept too, as in memory
         self.flush()
         if isinstance(result, Response):
             return result
@@ -143,7 +166,9 @@ class Cluster:
             raise ApiError(404, f"Tenant {tenant} does not exist")
         req.tenant = tenant
 
-    def _validate(self, req: Request, key: str, verb: str) -> None:
+    def validate(self, req: Request, key: str) -> None:
+        """422 unless the body is valid for ``req.method`` on the schema entry ``key``."""
+        verb = _VERB[req.method]
         body = {} if req.body is None else req.body
         if not isinstance(body, dict):
             raise ApiError(

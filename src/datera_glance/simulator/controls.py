@@ -53,6 +53,22 @@ def set_capacity(sim: Simulator, req: Request) -> Any:
     return sim.state()["capacity"]
 
 
+@CONTROLS.route("POST", "/_sim/app_instances", auth=False)
+def seed_app_instances(sim: Simulator, req: Request) -> Response:
+    """``{"count", "tenant", "prefix", "size", "admin_state"}`` as ``Simulator``'s method."""
+    body = req.body
+    if not isinstance(body, dict) or not isinstance(body.get("count"), int):
+        raise ValueError('body must be {"count": <int>, ...}')
+    unknown = set(body) - {"count", "tenant", "prefix", "size", "admin_state"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    if body["count"] < 0:
+        raise ValueError("count must not be negative")
+    options = {k: v for k, v in body.items() if k != "count"}
+    ids = sim.seed_app_instances(body["count"], **options)
+    return Response(201, {"created": len(ids), "ids": ids})
+
+
 def cluster_state(cluster: Cluster) -> dict[str, Any]:
     """``GET /_sim/state`` without the faults: every object, as tests want to check it."""
     with cluster.lock:

@@ -1,7 +1,11 @@
-"""The state file ``DATA_DIR/state.json``: read at start, written before each answer.
+"""The state on disk: ``state.json`` (a snapshot) and ``state.journal`` (the changes since).
 
-Writes are atomic (tmp + fsync + rename + fsync of the directory): a crash leaves the old or
-the new state, never half of one.
+A request's changes are one journal line, appended and fdatasync'ed before its answer, so a
+request costs the size of what it changed, not of the whole state. A crash leaves a journal
+whose last line may be torn: that request was never answered, and its line is ignored. The
+snapshot is rewritten (atomically: tmp + fsync + rename) at start, at stop, and when the journal
+has grown past twice the snapshot: an O(state) write every O(state) of changes, so the cost per
+request stays flat on average.
 """
 
 from __future__ import annotations
@@ -12,40 +16,92 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from datera_glance.simulator.model import State
+from datera_glance.simulator.model import State, Stored, collection_of, to_json
+from datera_glance.simulator.work import Work
+
+#: The journal may grow to this (or twice the snapshot) before the snapshot is rewritten.
+MIN_JOURNAL_BYTES = 16 * 1024 * 1024
 
 
-class StateFile:
-    """Snapshots of the state, written by group commit.
+class StateFiles:
+    """Changes recorded under the cluster's state lock, written by group commit outside it.
 
-    ``save()`` runs under the cluster's state lock and only serialises; ``flush()`` runs
-    outside it, so that concurrent requests share one fsync of the newest snapshot.
+    ``save(obj)``/``save_removal(obj)`` note a changed object; ``commit()`` (end of request,
+    under the lock) turns the request's changes into one journal line; ``flush()`` (outside
+    the lock) appends every committed line with one fdatasync for concurrent requests.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, work: Work, *, min_journal_bytes: int = MIN_JOURNAL_BYTES
+    ) -> None:
         self.data_dir = data_dir
-        self.path = data_dir / "state.json"
-        self._snapshot = b""
-        self._seq = 0  # snapshots taken
-        self._written = 0  # snapshots on disk
-        self._seq_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self.min_journal_bytes = min_journal_bytes
+        self.snapshot_path = data_dir / "state.json"
+        self.journal_path = data_dir / "state.journal"
+        self.work = work
+        self._changes: dict[tuple[str, str], tuple[str, Any, Stored | None]] = {}
+        self._pending: list[bytes] = []  # committed lines not yet on disk
+        self._seq = 0  # lines committed (ever, across restarts)
+        self._written = 0  # lines on disk
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
+        self._seq_lock = threading.Lock()  # _pending, _seq
+        self._write_lock = threading.Lock()  # the files
+
+    # ---- start -----------------------------------------------------------------------
 
     def load(self) -> State:
-        """The saved state, or a fresh one (only ``/root``) when there is none."""
-        if not self.path.exists():
-            return State()
-        return State.from_json(json.loads(self.path.read_text()))
+        """The snapshot with the journal replayed on it (a fresh state when there is none)."""
+        if not self.snapshot_path.exists():
+            state = State()
+            seq = 0
+        else:
+            obj = json.loads(self.snapshot_path.read_text())
+            state = State.from_json(obj)
+            seq = int(obj.get("journal_seq", 0))
+        for line in _journal_lines(self.journal_path):
+            if line["seq"] <= seq:
+                continue  # already in the snapshot (a crash between its rename and the reset)
+            for change in line["changes"]:
+                if "value" in change:
+                    state.put(change["collection"], change["value"])
+                else:
+                    state.delete(change["collection"], change["key"])
+            seq = line["seq"]
+        self._seq = self._written = seq
+        return state
 
-    def save(self, state: State) -> None:
-        """Snapshot ``state`` (the caller holds the state lock); ``flush()`` writes it."""
-        data = dump_json(state.to_json())
+    # ---- a request's changes ---------------------------------------------------------
+
+    def save(self, obj: Stored) -> None:
+        """Note that ``obj`` was created or changed (under the state lock)."""
+        collection, key = collection_of(obj)
+        self._changes[(collection, json.dumps(key))] = (collection, key, obj)
+
+    def save_removal(self, obj: Stored) -> None:
+        """Note that ``obj`` was deleted (under the state lock)."""
+        collection, key = collection_of(obj)
+        self._changes[(collection, json.dumps(key))] = (collection, key, None)
+
+    def commit(self) -> None:
+        """Make the noted changes one journal line (under the state lock)."""
+        if not self._changes:
+            return
+        changes = []
+        for collection, key, obj in self._changes.values():
+            if obj is None:
+                changes.append({"collection": collection, "key": key})
+            else:
+                changes.append({"collection": collection, "value": to_json(obj)})
+                self.work.serialized += 1
+        self._changes.clear()
         with self._seq_lock:
-            self._snapshot = data
             self._seq += 1
+            line = json.dumps({"seq": self._seq, "changes": changes}, sort_keys=True)
+            self._pending.append(line.encode() + b"\n")
 
     def flush(self) -> None:
-        """Persist every snapshot taken so far (reads do not wait for others' writes)."""
+        """Persist every line committed so far (group commit: one fdatasync for many)."""
         with self._seq_lock:
             target = self._seq
         if self._written >= target:
@@ -54,14 +110,58 @@ class StateFile:
             if self._written >= target:
                 return
             with self._seq_lock:
-                seq, data = self._seq, self._snapshot
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, data)
+                seq, lines, self._pending = self._seq, self._pending, []
+            data = b"".join(lines)
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            self._journal_bytes += len(data)
+            self.work.written += len(data)
             self._written = seq
 
+    # ---- snapshot --------------------------------------------------------------------
 
-def dump_json(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True).encode()
+    def needs_compaction(self) -> bool:
+        return self._journal_bytes > max(self.min_journal_bytes, 2 * self._snapshot_bytes)
+
+    def compact(self, state: State) -> None:
+        """Write ``state`` as the snapshot and empty the journal (under the state lock)."""
+        self.commit()
+        with self._write_lock, self._seq_lock:
+            obj = state.to_json()
+            obj["journal_seq"] = self._seq
+            data = json.dumps(obj, indent=1, sort_keys=True).encode()
+            self.work.serialized += sum(1 for _ in state.objects())
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.snapshot_path, data)
+            # Empty the journal only now: until the rename, the old snapshot needs it.
+            write_json_atomic(self.journal_path, b"")
+            self.work.written += len(data)
+            self._snapshot_bytes = len(data)
+            self._journal_bytes = 0
+            self._pending = []
+            self._written = self._seq
+
+
+def _journal_lines(path: Path) -> list[dict[str, Any]]:
+    """The journal's complete lines; a torn or garbled tail (a crash mid-write) ends it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = []
+    for text in raw.split(b"\n")[:-1]:  # the part after the last newline is torn
+        try:
+            line = json.loads(text)
+        except ValueError:
+            break
+        if not isinstance(line, dict) or not isinstance(line.get("seq"), int):
+            break
+        lines.append(line)
+    return lines
 
 
 def write_json_atomic(path: Path, data: bytes) -> None:

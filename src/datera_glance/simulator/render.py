@@ -12,6 +12,7 @@ from oslo_utils import units
 from datera_glance.simulator.listing import Listing
 from datera_glance.simulator.model import AppInstance, Initiator, StorageInstance, Tenant, Volume
 from datera_glance.simulator.routing import Request
+from datera_glance.simulator.work import Work
 
 HIDDEN = "(hidden)"
 STORAGE_NODE = "/storage_nodes/5b2a6a9e-0d3c-4c1e-9a57-5e1a2b3c4d5e"
@@ -40,13 +41,26 @@ class Renderer:
     """
 
     def __init__(
-        self, *, placement_policy: bool, available_delay: float, clock: Callable[[], float]
+        self,
+        *,
+        placement_policy: bool,
+        available_delay: float,
+        clock: Callable[[], float],
+        work: Work,
     ) -> None:
         self.placement_policy = placement_policy
         self.available_delay = available_delay
         self.clock = clock
+        self.work = work
 
     def app_instance(self, ai: AppInstance) -> dict[str, Any]:
+        self.work.rendered += 1
+        out = self.app_instance_fields(ai)
+        out["storage_instances"] = [self.storage_instance(ai, si) for si in ai.storage_instances]
+        return out
+
+    def app_instance_fields(self, ai: AppInstance) -> dict[str, Any]:
+        """The top level without ``storage_instances``: cheap, what filters and sorts read."""
         return {
             "tenant": ai.tenant,
             "path": f"/app_instances/{ai.id}",
@@ -58,7 +72,6 @@ class Renderer:
             "descr": ai.descr,
             "admin_state": ai.admin_state,
             "create_mode": ai.create_mode,
-            "storage_instances": [self.storage_instance(ai, si) for si in ai.storage_instances],
             "snapshots": [],
             "snapshot_policies": [],
             "deployment_state": "deployed",

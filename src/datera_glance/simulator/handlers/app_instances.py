@@ -27,12 +27,13 @@ _SCALARS = (str, int, float, bool, type(None))
 
 @route("GET", "/app_instances")
 def list_app_instances(cluster: Cluster, req: Request) -> Any:
-    items = [
-        cluster.render.app_instance(ai)
-        for ai in cluster.state.app_instances.values()
-        if ai.tenant == req.tenant
-    ]
-    return listing(req, items)
+    return listing(
+        req,
+        cluster.state.app_instances_of(req.tenant),
+        cluster.render.app_instance,
+        fields=cluster.render.app_instance_fields,
+        work=cluster.work,
+    )
 
 
 @route("POST", "/app_instances", schema.AI)
@@ -49,7 +50,7 @@ def create(cluster: Cluster, req: Request) -> AppInstance:
     if body.get("snapshot_policies"):
         raise ApiError(400, "snapshot_policies are not supported by the EDF simulator")
     name = body["name"]
-    if any(a.name == name and a.tenant == req.tenant for a in cluster.state.app_instances.values()):
+    if cluster.state.named(req.tenant, name) is not None:
         raise ApiError(409, f"App instance {name} already exists in tenant {req.tenant}")
     sis: list[StorageInstance] = []
     for s in body.get("storage_instances", []):
@@ -69,6 +70,41 @@ def create(cluster: Cluster, req: Request) -> AppInstance:
     return ai
 
 
+def seed(
+    cluster: Cluster,
+    count: int,
+    *,
+    tenant: str = "/root",
+    prefix: str = "seed-",
+    size: float = 1,
+    admin_state: str = "offline",
+) -> list[str]:
+    """Create ``count`` app instances named ``prefix0``, ``prefix1``, ... in ``tenant``, each
+    exactly as ``POST /app_instances`` would (schema, capacity, volume file); return their ids.
+
+    Offline by default, so that loop media does not attach thousands of devices. One lock
+    hold and one journal line per app instance, one fdatasync at the end.
+    """
+    if tenant not in cluster.state.tenants:
+        raise ApiError(404, f"Tenant {tenant} does not exist")
+    volume = {"name": "volume-1", "size": size, "replica_count": 3, "placement_mode": "hybrid"}
+    si = {"name": "storage-1", "admin_state": admin_state, "volumes": [volume]}
+    ids = []
+    try:
+        for i in range(count):
+            body = {"name": f"{prefix}{i}", "create_mode": "openstack", "storage_instances": [si]}
+            req = Request("POST", "2.2", "/app_instances", body=body, tenant=tenant)
+            cluster.validate(req, schema.AI)
+            with cluster.lock:
+                try:
+                    ids.append(create(cluster, req).id)
+                finally:
+                    cluster.commit()
+    finally:
+        cluster.flush()  # what was made is durable before the answer, even after an error
+    return ids
+
+
 def _add(cluster: Cluster, ai: AppInstance, admin_state: str) -> None:
     """Make the volume files and store ``ai``; on failure leave nothing behind."""
     cluster.need_capacity(sum(v.size_bytes for v in ai.volumes))
@@ -77,14 +113,15 @@ def _add(cluster: Cluster, ai: AppInstance, admin_state: str) -> None:
         for vol in ai.volumes:
             create_volume_file(Path(vol.file), vol.size_bytes)
             created.append(Path(vol.file))
-        cluster.state.app_instances[ai.id] = ai
+        cluster.state.add_app_instance(ai)
         cluster.set_admin_state(ai, admin_state)
     except (OSError, ApiError):
-        cluster.state.app_instances.pop(ai.id, None)
+        if ai.id in cluster.state.app_instances:
+            cluster.state.remove_app_instance(ai)
         for f in created:
             f.unlink(missing_ok=True)
         raise
-    cluster.save()
+    cluster.save(ai)
 
 
 def _new_storage_instance(
@@ -147,17 +184,14 @@ def update_app_instance(cluster: Cluster, req: Request, ident: str) -> Any:
             raise ApiError(400, f"{unsupported} updates are not supported by the EDF simulator")
     new_name = body.get("name")
     if new_name and new_name != ai.name:
-        if any(
-            a.name == new_name and a.tenant == ai.tenant
-            for a in cluster.state.app_instances.values()
-        ):
+        if cluster.state.named(ai.tenant, new_name) is not None:
             raise ApiError(409, f"App instance {new_name} already exists")
-        ai.name = new_name
+        cluster.state.rename_app_instance(ai, new_name)
     if "descr" in body:
         ai.descr = body["descr"] or ""
     if "admin_state" in body:
         cluster.set_admin_state(ai, body["admin_state"])
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.app_instance(ai)
 
 
@@ -177,8 +211,8 @@ def delete_app_instance(cluster: Cluster, req: Request, ident: str) -> Any:
         raise ApiError(500, f"Could not detach {ai.name}: {exc}") from exc
     for vol in ai.volumes:
         Path(vol.file).unlink(missing_ok=True)
-    del cluster.state.app_instances[ai.id]
-    cluster.save()
+    cluster.state.remove_app_instance(ai)
+    cluster.save_removal(ai)
     return rendered
 
 
@@ -198,7 +232,7 @@ def _merge_metadata(cluster: Cluster, ai: AppInstance, data: Any) -> dict[str, A
             errors=[f"{k}: must be a string, number, boolean or null" for k in bad],
         )
     ai.metadata.update(data)
-    cluster.save()
+    cluster.save(ai)
     return dict(ai.metadata)
 
 
@@ -267,7 +301,7 @@ def update_storage_instance(cluster: Cluster, req: Request, ident: str, si_name:
         si.access_control_mode = body["access_control_mode"]
     if "ip_pool" in body:
         si.ip_pool = body["ip_pool"]["path"]
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.storage_instance(ai, si)
 
 
@@ -305,7 +339,7 @@ def get_acl(cluster: Cluster, req: Request, ident: str, si_name: str) -> Any:
 def put_acl(cluster: Cluster, req: Request, ident: str, si_name: str) -> Any:
     ai, si = cluster.storage_instance(req, ident, si_name)
     _apply_acl(cluster, req, si, req.body)
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.acl(ai, si)
 
 
@@ -322,7 +356,7 @@ def put_acl_member(cluster: Cluster, req: Request, ident: str, si_name: str) -> 
         if path not in si.acl_initiators:
             raise ApiError(404, f"{path} is not in the ACL")
         si.acl_initiators.remove(path)
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.acl(ai, si)
 
 
@@ -335,7 +369,7 @@ def get_auth(cluster: Cluster, req: Request, ident: str, si_name: str) -> Any:
 def put_auth(cluster: Cluster, req: Request, ident: str, si_name: str) -> Any:
     ai, si = cluster.storage_instance(req, ident, si_name)
     _apply_auth(si, req.body)
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.auth(ai, si)
 
 
@@ -365,7 +399,7 @@ def update_volume(cluster: Cluster, req: Request, ident: str, si_name: str, vol_
         vol.replica_count = body["replica_count"]
     if "placement_mode" in body:
         vol.placement_mode = body["placement_mode"]
-    cluster.save()
+    cluster.save(ai)
     return cluster.render.volume(ai, si, vol)
 
 
@@ -385,4 +419,4 @@ def _resize(cluster: Cluster, ai: AppInstance, vol: Volume, new_size: float) -> 
         grow_volume_file(Path(vol.file), new_bytes)
     except OSError as exc:
         raise ApiError(500, f"Could not grow {vol.name}: {exc}") from exc
-    vol.size = new_size
+    cluster.state.resize_volume(vol, new_size)

@@ -53,7 +53,7 @@ def create_initiator(cluster: Cluster, req: Request) -> Any:
         )
     init = Initiator(iqn, req.body["name"], req.tenant)
     cluster.state.initiators[(req.tenant, iqn)] = init
-    cluster.save()
+    cluster.save(init)
     return render_initiator(init)
 
 
@@ -70,7 +70,7 @@ def update_initiator(cluster: Cluster, req: Request, iqn: str) -> Any:
     init = _own(cluster, req, iqn)
     if "name" in req.body:
         init.name = req.body["name"]
-        cluster.save()
+        cluster.save(init)
     return render_initiator(init)
 
 
@@ -78,11 +78,9 @@ def update_initiator(cluster: Cluster, req: Request, iqn: str) -> Any:
 def delete_initiator(cluster: Cluster, req: Request, iqn: str) -> Any:
     init = _own(cluster, req, iqn)
     path = f"/initiators/{init.id}"
-    for ai in cluster.state.app_instances.values():
-        if ai.tenant == req.tenant and any(
-            path in si.acl_initiators for si in ai.storage_instances
-        ):
+    for ai in cluster.state.app_instances_of(req.tenant):
+        if any(path in si.acl_initiators for si in ai.storage_instances):
             raise ApiError(409, f"Initiator {init.id} is in the ACL of {ai.name}")
     del cluster.state.initiators[(req.tenant, init.id)]
-    cluster.save()
+    cluster.save_removal(init)
     return render_initiator(init)

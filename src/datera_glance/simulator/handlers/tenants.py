@@ -48,7 +48,7 @@ def create_tenant(cluster: Cluster, req: Request) -> Any:
         raise ApiError(409, f"Tenant {path} already exists")
     tenant = Tenant(path, req.body.get("descr") or "")
     tenants[path] = tenant
-    cluster.save()
+    cluster.save(tenant)
     return render_tenant(tenant, tenants)
 
 
@@ -65,11 +65,11 @@ def delete_tenant(cluster: Cluster, req: Request, path: str) -> Any:
         raise ApiError(400, "The root tenant cannot be deleted")
     used = (
         any(p.startswith(t.path + "/") for p in state.tenants)
-        or any(a.tenant == t.path for a in state.app_instances.values())
+        or state.app_instances_of(t.path)
         or any(i.tenant == t.path for i in state.initiators.values())
     )
     if used:
         raise ApiError(409, f"Tenant {t.path} is not empty")
     del state.tenants[t.path]
-    cluster.save()
+    cluster.save_removal(t)
     return render_tenant(t, state.tenants)
