@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from datera_glance.simulator.backends import LoopBackend
+from datera_glance.simulator.media import LoopMedia
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -222,7 +222,7 @@ def loop_device(backing: Path, size: int, sector_size: int = 512) -> Iterator[st
     """A loop device with direct I/O over a fresh sparse file; detached on exit."""
     with open(backing, "wb") as f:
         f.truncate(size)
-    loop = LoopBackend(sector_size=sector_size)
+    loop = LoopMedia(sector_size=sector_size)
     dev = loop.attach(backing)
     try:
         yield dev

@@ -1,4 +1,4 @@
-"""Store.add / Store.get end to end against the EDF simulator's loop backend.
+"""Store.add / Store.get end to end against the EDF simulator on loop media.
 
 ``Store.add`` includes what glance pays per upload: creating the app instance, attaching its
 loop device, the copy with md5 + sha512, detaching and the metadata call.  Interleaved with
@@ -24,10 +24,10 @@ from benchmarks.suite import Config
 
 @contextmanager
 def loop_simulator(workdir: Path) -> Iterator[Any]:
-    """A started loop-backend simulator (root); stopped, its loop devices detached, on exit."""
+    """A started loop-media simulator (root); stopped, its loop devices detached, on exit."""
     from datera_glance.simulator import Simulator
 
-    sim = Simulator(workdir / "edfsim", backend="loop")
+    sim = Simulator(workdir / "edfsim", media="loop")
     sim.start()
     try:
         yield sim
