@@ -159,6 +159,38 @@ def test_file_object_source(core: chunkio.Copier, tmp_path: Path, buffering: int
     assert Path(path).read_bytes()[: len(data)] == data
 
 
+class ReadOnlyRaw(io.RawIOBase):
+    """A raw stream that implements ``read()`` only, so ``readinto`` raises NotImplementedError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source = ShortReader(data, limit=units.Mi)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self.source.read(n)
+
+
+def test_raw_stream_with_read_only(core: chunkio.Copier, tmp_path: Path) -> None:
+    """Any object with ``read()`` is a source, whatever it derives from.
+
+    glance_store's other drivers only call ``read(n)`` on the image file
+    (glance_store/common/utils.py ``chunkreadable``/``chunkiter``, used by
+    glance_store/_drivers/filesystem.py ``add``), so an ``io.RawIOBase`` subclass that
+    implements just ``read()`` is a valid image source; ``readinto`` is an optimisation.
+    """
+    data = _payload(3 * units.Mi + 77)
+    path = _target(tmp_path, 4 * units.Mi)
+    md5 = hashlib.md5()
+    source = ReadOnlyRaw(data)
+    n = core.write_stream(source, path, hashers=[md5], size=len(data), buffer_size=units.Mi)
+    assert n == len(data)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert Path(path).read_bytes()[: len(data)] == data
+    assert max(source.source.asked) <= units.Mi
+
+
 def test_hashers_and_verifier_each_on_own_thread(core: chunkio.Copier, tmp_path: Path) -> None:
     data = _payload(2 * units.Mi + 5)
     path = _target(tmp_path, 3 * units.Mi)

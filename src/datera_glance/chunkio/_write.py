@@ -296,11 +296,11 @@ class Filler:
         self.readinto: Callable[[memoryview], int | None] | None = None
         self.chunks: Iterator[Buffer] | None = None
         read = getattr(source, "read", None)
-        if isinstance(source, io.IOBase) and hasattr(source, "readinto"):
-            # Files and BytesIO fill the aligned buffer directly: one copy less.
-            self.readinto = source.readinto
-        elif callable(read):
+        if callable(read):
             self.reader = read
+            if isinstance(source, io.IOBase) and hasattr(source, "readinto"):
+                # Files and BytesIO fill the aligned buffer directly: one copy less.
+                self.readinto = source.readinto
         else:
             self.chunks = iter(source)  # type: ignore[arg-type]
         self.leftover: memoryview | None = None
@@ -325,7 +325,12 @@ class Filler:
     def _read_into(self, slot: Slot, filled: int) -> int:
         assert self.readinto is not None
         with slot.view[filled : self.buffer_size] as free_part:
-            got = self.readinto(free_part)
+            try:
+                got = self.readinto(free_part)
+            except NotImplementedError:
+                # io.RawIOBase leaves readinto to subclasses; read() is all a source promises.
+                self.readinto = None
+                return 0
         if got is None:
             raise BlockingIOError(errno.EAGAIN, "non-blocking source has no data")
         if not got:
