@@ -1,8 +1,13 @@
-"""``read_range``: ``depth`` reads in flight on reader threads, the bytes yielded in order.
+"""``read_range``: ``depth`` reads in flight on reader threads, the chunks yielded in order.
 
-``ReadPipeline`` mirrors the write side's ``WritePipeline``: the threads and their buffers of
-one call, as a context manager that stops and joins them whatever happened. ``Reader`` mirrors
-``Writer``: one call, the device, the range and the loop around the pipeline.
+Each chunk is a ``bytes`` object of its own that the device reads into directly (the compiled
+core; ``ChunkAllocator`` sizes chunks so that their memory suits O_DIRECT), so a chunk costs
+no copy, no page faults on a fresh buffer and one hand-off each way. A range that fits one
+chunk is read on the calling thread: no threads to start for a small ranged read.
+
+``ReadPipeline`` mirrors the write side's ``WritePipeline``: the threads of one call, as a
+context manager that stops and joins them whatever happened. ``Reader`` mirrors ``Writer``:
+one call, the device, the range and the loop around the pipeline.
 """
 
 from __future__ import annotations
@@ -10,41 +15,46 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType, TracebackType
+from typing import Any
 
-from datera_glance.chunkio._device import Target, release_buffers, round_up
+from datera_glance.chunkio._device import Target, release_buffers
+
+_Request = tuple[Any, int]  # an unfilled chunk and the device offset it starts at
 
 
 class ReadWorker:
-    """A reader thread with its own aligned buffer: one ``pread`` per request, in order.
+    """A reader thread: fills one chunk per request, in order.
 
-    The main thread puts ``(pos, want)`` on ``requests`` and gets the byte count (or the
-    error) from ``done``; it has at most one request out per worker, so nothing queues up.
+    The main thread puts ``(chunk, pos)`` on ``requests`` and gets the filled ``bytes`` (or
+    the error) from ``done``; it has at most one request out per worker, so nothing queues.
+    ``bounce`` is an aligned buffer for cores that cannot read into ``bytes`` (else None).
     """
 
-    __slots__ = ("buf", "done", "requests", "stopping", "thread")
+    __slots__ = ("bounce", "done", "requests", "stopping", "thread")
 
-    def __init__(self, core: ModuleType, target: Target, buffer_size: int, name: str) -> None:
-        self.buf = core.AlignedBuffer(buffer_size)
-        self.requests: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
-        self.done: queue.SimpleQueue[int | BaseException] = queue.SimpleQueue()
+    def __init__(self, core: ModuleType, target: Target, bounce: Any, name: str) -> None:
+        self.bounce = bounce
+        self.requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
         self.stopping = False
         self.thread = threading.Thread(
-            target=self._loop, args=(core.pread_full, target), name=name, daemon=True
+            target=self._loop, args=(core, target), name=name, daemon=True
         )
 
-    def _loop(self, pread_full: Callable[..., int], target: Target) -> None:
-        buf, done = self.buf, self.done
-        fd, path = target.fd, target.path
+    def _loop(self, core: ModuleType, target: Target) -> None:
+        read_chunk, done, bounce = core.read_chunk, self.done, self.bounce
+        fd, path, block_size = target.fd, target.path, target.block_size
         while (request := self.requests.get()) is not None:
             if self.stopping:  # the generator was closed: skip the read still queued
                 continue
-            pos, want = request
+            chunk, pos = request
             try:
-                done.put(pread_full(fd, buf, want, pos, path))
+                done.put(read_chunk(fd, chunk, pos, block_size, path, bounce))
             except BaseException as exc:
                 done.put(exc)
+            del chunk, request  # the consumer holds the only reference to what it got
 
     def stop(self) -> None:
         self.stopping = True
@@ -56,17 +66,17 @@ class ReadPipeline:
 
     Up to ``depth`` workers, started as the first requests go out; requests complete in the
     order they were made. Leaving the block stops every worker and waits for a read still
-    running before the buffers and the device go away.
+    running before the device goes away.
     """
 
     def __init__(self, core: ModuleType, target: Target, buffer_size: int, depth: int) -> None:
         self.core = core
         self.target = target
-        self.buffer_size = buffer_size
+        # A core that copies needs a buffer per worker for the whole aligned span.
+        self.bounce_size = 0 if core.ZERO_COPY_READS else buffer_size + target.block_size
         self.depth = depth
         self.workers: list[ReadWorker] = []
-        # Requests out, oldest first: the worker and the device offset it reads.
-        self.ring: deque[tuple[ReadWorker, int]] = deque()
+        self.ring: deque[ReadWorker] = deque()  # requests out, oldest first
 
     def __enter__(self) -> ReadPipeline:
         return self
@@ -82,7 +92,7 @@ class ReadPipeline:
         for worker in self.workers:
             if worker.thread.ident is not None:
                 worker.thread.join()
-        release_buffers([worker.buf for worker in self.workers])
+        release_buffers([worker.bounce for worker in self.workers if worker.bounce])
         self.workers.clear()
         self.ring.clear()
 
@@ -90,29 +100,29 @@ class ReadPipeline:
         """A new worker, or None when ``depth`` are running."""
         if len(self.workers) >= self.depth:
             return None
-        name = f"chunkio-read-{len(self.workers)}"
-        worker = ReadWorker(self.core, self.target, self.buffer_size, name)
+        bounce = self.core.AlignedBuffer(self.bounce_size) if self.bounce_size else None
+        worker = ReadWorker(self.core, self.target, bounce, f"chunkio-read-{len(self.workers)}")
         self.workers.append(worker)
         worker.thread.start()
         return worker
 
-    def submit(self, worker: ReadWorker, pos: int, want: int) -> None:
-        worker.requests.put((pos, want))
-        self.ring.append((worker, pos))
+    def submit(self, worker: ReadWorker, chunk: Any, pos: int) -> None:
+        worker.requests.put((chunk, pos))
+        self.ring.append(worker)
 
     def __bool__(self) -> bool:
         return bool(self.ring)
 
-    def next_done(self) -> tuple[ReadWorker, int, int]:
-        """Wait for the oldest request: its worker, device offset and byte count."""
-        worker, pos = self.ring.popleft()
+    def next_done(self) -> tuple[ReadWorker, bytes]:
+        """Wait for the oldest request: its worker (free again) and the chunk."""
+        worker = self.ring.popleft()
         got = worker.done.get()
         if isinstance(got, BaseException):
             try:
                 raise got
             finally:
                 del got  # no cycle through the traceback
-        return worker, pos, got
+        return worker, got
 
 
 class Reader:
@@ -137,29 +147,46 @@ class Reader:
                 )
             if self.length == 0:
                 return
+            chunks = _Chunks(self.core, self.offset, end, buffer_size)
+            if self.length <= buffer_size:
+                chunk, pos = chunks.next()
+                yield self.core.read_chunk(target.fd, chunk, pos, target.block_size, target.path)
+                return
             with ReadPipeline(self.core, target, buffer_size, depth) as pipe:
-                yield from self._loop(pipe, target.block_size)
+                yield from self._loop(pipe, chunks)
         finally:
             target.close()
 
-    def _loop(self, pipe: ReadPipeline, block_size: int) -> Iterator[bytes]:
-        offset, end, size = self.offset, self.offset + self.length, pipe.buffer_size
-        next_pos = offset - offset % block_size
-        aligned_end = round_up(end, block_size)
-        while next_pos < aligned_end and (worker := pipe.start_worker()) is not None:
-            want = min(size, aligned_end - next_pos)
-            pipe.submit(worker, next_pos, want)
-            next_pos += want
-        copy_out = self.core.copy_out
+    def _loop(self, pipe: ReadPipeline, chunks: _Chunks) -> Iterator[bytes]:
+        while chunks and (worker := pipe.start_worker()) is not None:
+            pipe.submit(worker, *chunks.next())
         while pipe:
-            worker, pos, got = pipe.next_done()
-            lo = max(offset, pos) - pos
-            hi = min(end, pos + size) - pos
-            if got < hi:
-                raise EOFError(f"{self.path}: short read at offset {pos + got}")
-            data = copy_out(worker.buf, lo, hi)
-            if next_pos < aligned_end:  # the worker's buffer is free again
-                want = min(size, aligned_end - next_pos)
-                pipe.submit(worker, next_pos, want)
-                next_pos += want
+            worker, data = pipe.next_done()
+            if chunks:  # keep the worker busy while the consumer has the data
+                pipe.submit(worker, *chunks.next())
             yield data
+            del data  # the consumer's reference is the only one
+
+
+class _Chunks:
+    """The consecutive chunks of ``[offset, end)``, each at most ``size`` bytes.
+
+    The first and the last are exact (the first a whole ``size`` when the range allows);
+    the ones between end where the next chunk's memory can take a direct read.
+    """
+
+    def __init__(self, core: ModuleType, offset: int, end: int, size: int) -> None:
+        self.allocator = core.ChunkAllocator(core.PAGE_SIZE)
+        self.start = self.pos = offset
+        self.end = end
+        self.size = size
+
+    def __bool__(self) -> bool:
+        return self.pos < self.end
+
+    def next(self) -> _Request:
+        pos, left = self.pos, self.end - self.pos
+        exact = pos == self.start or left <= self.size
+        chunk = self.allocator.take(pos, min(left, self.size), exact)
+        self.pos += len(chunk)
+        return chunk, pos
