@@ -33,7 +33,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, options
+from datera_glance import chunkio, options, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -583,7 +583,9 @@ class Store(driver.Store):
         multihash = utils.get_hasher(hashing_algo, False)
         upload = _Upload(parts, ai, start_gib)
         try:
-            with _glance_errors(image_id):
+            # -- upload state (datera_glance.upload_state): lets `datera-glance gc` tell a dead
+            # upload from a live one; the multihash lets `verify` work without glance's db.
+            with _glance_errors(image_id), upload_state.recorded(client, ai.id):
                 written = parts.copier.write_stream(
                     image_file,
                     upload.open(),
@@ -597,9 +599,10 @@ class Store(driver.Store):
                 )
                 upload.close()
                 # Cinder's Datera driver fast-clones app instances tagged type=image.
-                client.put_metadata(
-                    ai.id, {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
-                )
+                final = {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
+                final.update(upload_state.multihash_metadata(hashing_algo, multihash.hexdigest()))
+                client.put_metadata(ai.id, final)
+            # -- end of upload state
         except BaseException:
             upload.rollback()
             raise
