@@ -79,6 +79,8 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
         multi_backend.register_store_opts(conf)
     else:
         legacy_backend.register_opts(conf)
+    if LOG.isEnabledFor(logging.DEBUG):
+        conf.log_opt_values(LOG, logging.DEBUG)  # secret options print as ****
     return conf
 
 
@@ -163,8 +165,6 @@ def opened(args: argparse.Namespace) -> Iterator[Target]:
     """The configured store for ``args``; its EDF session is closed at the end."""
     conf = load_conf(args)
     backend = choose_backend(conf, args.backend)
-    if LOG.isEnabledFor(logging.DEBUG):
-        conf.log_opt_values(LOG, logging.DEBUG)  # secret options print as ****
     target = Target(conf, backend, build_store(conf, backend))
     try:
         target.store.configure(re_raise_bsc=True)
