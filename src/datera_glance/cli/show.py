@@ -36,7 +36,7 @@ def find(target: config.Target, image_id: str, max_age: float) -> images.Image:
 def describe(target: config.Target, image: images.Image) -> dict[str, Any]:
     ai = image.ai
     doc = image.as_json()
-    doc["location"] = target.uri(ai.name)
+    doc["location"] = target.location(target.uri(ai.name)).get_store_uri()
     doc.update(app_instance_id=ai.id, path=ai.path, tenant=ai.tenant, admin_state=ai.admin_state)
     doc["storage_instances"] = [
         {
