@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -86,6 +87,9 @@ def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     """Run a subcommand; print any failure as one line (and the traceback with -v)."""
     try:
         return run(args)
+    except BrokenPipeError:  # e.g. `datera-glance ls | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 1
