@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Iterator
+
+from oslo_utils import units
 
 from datera_glance import sweep
 from datera_glance.cli import output
@@ -22,8 +26,22 @@ EXAMPLE = """example:
   datera-glance bench --device /dev/sdx --yes-overwrite --json"""
 
 
+_UNITS = {"": 1, "k": units.Ki, "m": units.Mi, "g": units.Gi}
+
+
+def parse_size(text: str) -> int:
+    """``64MiB``, ``1G``, ``1048576`` -> bytes (binary units)."""
+    match = re.fullmatch(r"(\d+)\s*([kmg]?)(i?b)?", text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64MiB)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="256 MiB, 3 buffer sizes x 2 depths")
+    parser.add_argument(
+        "--size", type=parse_size, help="bytes per pass, e.g. 64MiB (256 MiB quick, else 1 GiB)"
+    )
     parser.add_argument("--device", metavar="PATH", help="run on this device (destroys data)")
     parser.add_argument(
         "--yes-overwrite", action="store_true", help="confirm that --device may be overwritten"
@@ -60,6 +78,8 @@ def _scratch(args: argparse.Namespace, size: int) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     output.setup_logging(args.verbose)
     plan = sweep.QUICK if args.quick else sweep.FULL
+    if args.size:
+        plan = dataclasses.replace(plan, size=args.size)
     with _scratch(args, plan.size) as path:
         runner = sweep.Sweep(path, plan)
 
