@@ -34,7 +34,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, options
+from datera_glance import chunkio, options, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -684,7 +684,9 @@ class Store(driver.Store):
                 raise exceptions.Duplicate(image=image_id) from e
         upload = _Upload(parts, ai, start_gib)
         try:
-            with _glance_errors(image_id, adding=True):
+            # -- upload state (datera_glance.upload_state): lets `datera-glance gc` tell a dead
+            # upload from a live one; the multihash lets `verify` work without glance's db.
+            with _glance_errors(image_id, adding=True), upload_state.recorded(client, ai.id):
                 written = parts.copier.write_stream(
                     image_file,
                     upload.open(),
@@ -698,9 +700,10 @@ class Store(driver.Store):
                 )
                 upload.close()
                 # Cinder's Datera driver fast-clones app instances tagged type=image.
-                client.put_metadata(
-                    ai.id, {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
-                )
+                final = {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
+                final.update(upload_state.multihash_metadata(hashing_algo, multihash.hexdigest()))
+                client.put_metadata(ai.id, final)
+            # -- end of upload state
         except BaseException:
             upload.rollback()
             raise
