@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.plugins.core",
     "tests.plugins.simulator",
     "tests.plugins.store",
+    "tests.plugins.glance",
 ]
 
 

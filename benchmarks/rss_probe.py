@@ -52,7 +52,7 @@ def child(argv: Sequence[str]) -> int:
     if args.depth:
         options["io_depth"] = args.depth
     store, conf = store_bench.make_store(sim, args.locks, **options)
-    settings = store._backend.settings
+    settings = store.settings
     pattern = h.Pattern(21, args.total, settings.io_buffer_size, period=PERIOD)
     source = h.PatternSource(pattern)
     # No warm-up add: the growth includes first-use costs (thread stacks, arenas), as a

@@ -48,9 +48,7 @@ def make_store(sim: Any, lock_path: Path, **options: Any) -> tuple[Any, Any]:
 
 
 def close_store(store: Any) -> None:
-    backend = store._backend  # we made it: close its EDF session
-    if backend is not None:
-        backend.client.close()
+    store.close()  # we made it: close its EDF session
 
 
 def add(store: Any, pattern: h.Pattern, known_size: bool = True) -> tuple[str, Measurement]:
@@ -104,7 +102,7 @@ def run(config: Config, workdir: Path, log: Callable[[str], None]) -> dict[str, 
     md5s: list[Measurement] = []
     with loop_simulator(workdir) as sim:
         store, conf = make_store(sim, workdir / "locks")
-        settings = store._backend.settings
+        settings = store.settings
         try:
             for r in range(config.rounds):
                 steps: list[str] = ["add", "md5"] if r % 2 == 0 else ["md5", "add"]

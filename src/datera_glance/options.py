@@ -8,19 +8,17 @@ The upstream driver's eight options keep their names and defaults, so existing
 from __future__ import annotations
 
 from oslo_config import cfg
-
-GiB = 1024**3
-MiB = 1024**2
+from oslo_utils import units
 
 DEFAULT_PORT = 7718
 DEFAULT_TENANT = "/root"
 DEFAULT_REPLICA_COUNT = 3
 PLACEMENT_MODES = ("hybrid", "single_flash", "all_flash")
-DEFAULT_CHUNK_SIZE = 1 * GiB
+DEFAULT_CHUNK_SIZE = 1 * units.Gi
 API_VERSIONS = ("auto", "2.2", "2.1")
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
-DEFAULT_IO_BUFFER_SIZE = 4 * MiB
+DEFAULT_IO_BUFFER_SIZE = 4 * units.Mi
 # Chosen by the benchmark sweep (benchmarks/results/summary.md): with md5 and sha512 on their
 # own threads, 4 buffers in flight kept the device busy where 2 left it waiting on the hashes.
 DEFAULT_IO_DEPTH = 4
@@ -238,7 +236,7 @@ Related options:
         "datera_io_buffer_size",
         default=DEFAULT_IO_BUFFER_SIZE,
         min=4096,
-        max=64 * MiB,
+        max=64 * units.Mi,
         help="""
 Size in bytes of each aligned O_DIRECT buffer used to copy image data.
 

@@ -31,6 +31,7 @@ from glance_store import location as glance_location
 from glance_store.common import utils
 from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
+from oslo_utils import units
 
 from datera_glance import chunkio, options
 from datera_glance.attach import (
@@ -45,7 +46,6 @@ from datera_glance.edf import ClientConfig, EdfClient, errors, models
 
 LOG = logging.getLogger(__name__)
 
-GiB = options.GiB
 SCHEME = "datera"
 MAX_GROWTH_STEP_GIB = 64
 AI_PREFIX = "OS-IMAGE-"
@@ -63,6 +63,16 @@ def normalize_tenant(tenant: str | None) -> str:
     if parts[:1] == ["root"]:
         parts = parts[1:]
     return "/" + "/".join(["root", *parts])
+
+
+def uri_host(host: str) -> str:
+    """``host`` as it appears in a URI: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def uri_tenant(tenant: str) -> str:
+    """The tenant's part of a location URI: none for ``/root`` (the upstream driver's form)."""
+    return "" if tenant == "/root" else tenant
 
 
 class StoreLocation(glance_location.StoreLocation):
@@ -86,8 +96,7 @@ class StoreLocation(glance_location.StoreLocation):
         self.ai_name = self.specs.get("ai_name") or AI_PREFIX + self.image_id
 
     def get_uri(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        tenant = "" if self.tenant == "/root" else self.tenant
+        host, tenant = uri_host(self.host), uri_tenant(self.tenant)
         leaf = self.image_id if self.ai_name == AI_PREFIX + self.image_id else self.ai_name
         return f"{SCHEME}://{host}:{self.port}{tenant}/app_instances/{leaf}"
 
@@ -189,14 +198,12 @@ class StoreSettings:
 
     @property
     def growth_step_gib(self) -> int:
-        return min(MAX_GROWTH_STEP_GIB, max(1, math.ceil(self.chunk_size / GiB)))
+        return min(MAX_GROWTH_STEP_GIB, max(1, math.ceil(self.chunk_size / units.Gi)))
 
     @property
     def url_prefix(self) -> str:
         """Unique per cluster and tenant, so glance maps each URI to the right backend."""
-        spec = {"host": self.san_ip, "port": self.san_port, "tenant": self.tenant}
-        uri = StoreLocation({**spec, "image_id": "x"}, None).get_uri()
-        return uri[: -len("x")]
+        return f"{SCHEME}://{uri_host(self.san_ip)}:{self.san_port}{uri_tenant(self.tenant)}/app_instances/"
 
     def client_config(self) -> ClientConfig:
         return ClientConfig(
@@ -228,13 +235,20 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
-class _Backend:
+class _Parts:
     """Everything a configured store uses; replaced as a whole by ``configure_add``."""
 
     settings: StoreSettings
     client: EdfClient
     attacher: Attacher
     copier: chunkio.Copier
+
+    def destroy(self, ai: models.AppInstance) -> None:
+        """Offline and delete ``ai`` (gone already is fine) and forget its attach records."""
+        with contextlib.suppress(errors.NotFound):
+            self.client.set_offline(ai.id, force=True)
+            self.client.delete_app_instance(ai.id, force=True)
+        self.attacher.forget(ai.uuid)
 
 
 def ai_name(image_id: str) -> str:
@@ -288,15 +302,15 @@ def _glance_errors(image_id: str) -> Iterator[None]:
 class _Upload:
     """State of one ``add``: the app instance, its attachment and its growth."""
 
-    def __init__(self, backend: _Backend, ai: models.AppInstance, size_gib: int) -> None:
-        self.backend = backend
+    def __init__(self, parts: _Parts, ai: models.AppInstance, size_gib: int) -> None:
+        self.parts = parts
         self.ai = ai
         self.size_gib = size_gib
-        self.step_gib = backend.settings.growth_step_gib
+        self.step_gib = parts.settings.growth_step_gib
         self.attachment: Attachment | None = None
 
     def open(self) -> str:
-        self.attachment = self.backend.attacher.attach(self.ai)
+        self.attachment = self.parts.attacher.attach(self.ai)
         return self.attachment.path
 
     def close(self) -> None:
@@ -306,10 +320,10 @@ class _Upload:
 
     def grow(self, written: int) -> str:
         """The copier's ``grow`` callback: resize offline, reattach, return the new path."""
-        client = self.backend.client
+        client = self.parts.client
         self.close()
         new_size = self.size_gib + self.step_gib
-        while new_size * GiB <= written:
+        while new_size * units.Gi <= written:
             new_size += self.step_gib
         LOG.debug("Growing %s from %d to %d GiB", self.ai.name, self.size_gib, new_size)
         # EDF resizes volumes of offline app instances only; only this writer has it attached.
@@ -322,16 +336,12 @@ class _Upload:
 
     def rollback(self) -> None:
         """Detach and delete the app instance; log (never raise) cleanup failures."""
-        client = self.backend.client
         try:
             self.close()
         except Exception:
             LOG.exception("Rollback of %s: detach failed", self.ai.name)
         try:
-            with contextlib.suppress(errors.NotFound):
-                client.set_offline(self.ai.id, force=True)
-                client.delete_app_instance(self.ai.id, force=True)
-            self.backend.attacher.forget(self.ai.uuid)
+            self.parts.destroy(self.ai)
         except Exception:
             LOG.exception(
                 "Rollback of %s: could not delete the app instance; a retried upload of this "
@@ -341,15 +351,15 @@ class _Upload:
 
 
 def _read(
-    backend: _Backend, attachment: Attachment, offset: int, length: int
+    parts: _Parts, attachment: Attachment, offset: int, length: int
 ) -> Generator[bytes, None, None]:
     try:
-        yield from backend.copier.read_range(
+        yield from parts.copier.read_range(
             attachment.path,
             offset,
             length,
-            buffer_size=backend.settings.io_buffer_size,
-            depth=backend.settings.io_depth,
+            buffer_size=parts.settings.io_buffer_size,
+            depth=parts.settings.io_depth,
         )
     finally:
         try:
@@ -399,7 +409,7 @@ class Store(driver.Store):
         self._connector_factory = connector_factory
         self._executor = executor
         self._client_factory: ClientFactory = client_factory or EdfClient
-        self._backend: _Backend | None = None
+        self._parts: _Parts | None = None
         if self.backend_group:
             self.store_conf: Any = driver.BackendGroupConfiguration(
                 self.OPTIONS, self.backend_group, conf=self.conf
@@ -445,7 +455,7 @@ class Store(driver.Store):
             executor=self._executor,
         )
         copier = self._copier or chunkio.get_copier()
-        self._backend = _Backend(settings, client, attacher, copier)
+        self._parts = _Parts(settings, client, attacher, copier)
         try:
             client.ensure_tenant()  # first: EDF refuses any call in a missing tenant
             system = client.system()
@@ -470,27 +480,39 @@ class Store(driver.Store):
             copier.core_name,
         )
 
-    def _configured(self) -> _Backend:
-        backend = self._backend
-        if backend is None:
-            raise exceptions.BackendException("the Datera store is not configured")
-        return backend
+    @property
+    def settings(self) -> StoreSettings:
+        """The configuration ``configure_add`` read (BackendException before that)."""
+        return self._configured().settings
 
-    def _location(self, backend: _Backend, location: Any) -> StoreLocation:
+    def close(self) -> None:
+        """Log out of the cluster (glance never calls this; tools and tests that made the
+        store do). Safe to call on a store that was never configured."""
+        parts = self._parts
+        if parts is not None:
+            parts.client.close()
+
+    def _configured(self) -> _Parts:
+        parts = self._parts
+        if parts is None:
+            raise exceptions.BackendException("the Datera store is not configured")
+        return parts
+
+    def _location(self, parts: _Parts, location: Any) -> StoreLocation:
         loc: StoreLocation = location.store_location
-        if loc.tenant != backend.settings.tenant:
+        if loc.tenant != parts.settings.tenant:
             raise exceptions.BadStoreUri(
                 message=f"image {loc.image_id} is in tenant {loc.tenant}, this store "
-                f"uses {backend.settings.tenant}"
+                f"uses {parts.settings.tenant}"
             )
         return loc
 
-    def _find_image(self, backend: _Backend, loc: StoreLocation) -> tuple[models.AppInstance, int]:
+    def _find_image(self, parts: _Parts, loc: StoreLocation) -> tuple[models.AppInstance, int]:
         """The image's app instance and length; NotFound unless it is complete."""
-        ai = backend.client.find_app_instance(loc.ai_name)
+        ai = parts.client.find_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
-        length = _length(backend.client.get_metadata(ai.id))
+        length = _length(parts.client.get_metadata(ai.id))
         if length is None:  # an upload in progress or the leftover of a failed one
             raise exceptions.NotFound(image=loc.image_id)
         return ai, length
@@ -500,10 +522,10 @@ class Store(driver.Store):
         self, location: Any, offset: int = 0, chunk_size: int | None = None, context: Any = None
     ) -> tuple[Iterator[bytes], int]:
         """Return ``(iterator, size)`` for ``chunk_size`` bytes (or all) from ``offset``."""
-        backend = self._configured()
-        loc = self._location(backend, location)
+        parts = self._configured()
+        loc = self._location(parts, location)
         with _glance_errors(loc.image_id):
-            ai, length = self._find_image(backend, loc)
+            ai, length = self._find_image(parts, loc)
             if offset < 0 or offset > length:
                 raise exceptions.Invalid(
                     message=f"offset {offset} is outside image {loc.image_id} ({length} bytes)"
@@ -511,7 +533,7 @@ class Store(driver.Store):
             count = length - offset if not chunk_size else min(chunk_size, length - offset)
             if count == 0:
                 return iter(()), 0
-            reader = _read(backend, backend.attacher.attach(ai), offset, count)
+            reader = _read(parts, parts.attacher.attach(ai), offset, count)
             try:
                 # Read the first chunk now: attach and I/O errors become errors, not a
                 # truncated HTTP 200.
@@ -522,10 +544,10 @@ class Store(driver.Store):
         return _chain(first, reader), count
 
     def get_size(self, location: Any, context: Any = None) -> int:
-        backend = self._configured()
-        loc = self._location(backend, location)
+        parts = self._configured()
+        loc = self._location(parts, location)
         with _glance_errors(loc.image_id):
-            return self._find_image(backend, loc)[1]
+            return self._find_image(parts, loc)[1]
 
     @driver.back_compat_add
     @capabilities.check
@@ -539,14 +561,14 @@ class Store(driver.Store):
         verifier: Any = None,
     ) -> tuple[str, int, str, str, dict[str, Any]]:
         """Store an image; see the module docstring for the layout on EDF."""
-        backend = self._configured()
-        settings, client = backend.settings, backend.client
+        parts = self._configured()
+        settings, client = parts.settings, parts.client
         name = ai_name(image_id)
-        size_gib = max(1, math.ceil(image_size / GiB)) if image_size else None
+        size_gib = max(1, math.ceil(image_size / units.Gi)) if image_size else None
         with _glance_errors(image_id):
             start_gib = size_gib or settings.default_image_size_gib
-            self._check_capacity(backend, start_gib)
-            self._replace_leftover(backend, name, image_id)
+            self._check_capacity(parts, start_gib)
+            self._replace_leftover(parts, name, image_id)
             try:
                 ai = client.create_app_instance(
                     name,
@@ -559,10 +581,10 @@ class Store(driver.Store):
                 raise exceptions.Duplicate(image=image_id) from e
         md5 = utils.get_hasher("md5", False)
         multihash = utils.get_hasher(hashing_algo, False)
-        upload = _Upload(backend, ai, start_gib)
+        upload = _Upload(parts, ai, start_gib)
         try:
             with _glance_errors(image_id):
-                written = backend.copier.write_stream(
+                written = parts.copier.write_stream(
                     image_file,
                     upload.open(),
                     size=image_size or None,
@@ -581,45 +603,39 @@ class Store(driver.Store):
         except BaseException:
             upload.rollback()
             raise
-        spec = {"host": settings.san_ip, "port": settings.san_port, "tenant": settings.tenant}
-        uri = StoreLocation({**spec, "image_id": image_id}, self.conf).get_uri()
+        uri = settings.url_prefix + image_id
         metadata = {"store": self.backend_group} if self.backend_group else {}
         LOG.info("Stored image %s (%d bytes) as %s", image_id, written, name)
         return uri, written, md5.hexdigest(), multihash.hexdigest(), metadata
 
-    def _check_capacity(self, backend: _Backend, size_gib: int) -> None:
-        available = backend.client.system().available_capacity
-        if available < size_gib * GiB:
+    def _check_capacity(self, parts: _Parts, size_gib: int) -> None:
+        available = parts.client.system().available_capacity
+        if available < size_gib * units.Gi:
             raise exceptions.StorageFull(
                 message=f"Datera EDF has {available} bytes available, the image needs "
                 f"{size_gib} GiB"
             )
 
-    def _replace_leftover(self, backend: _Backend, name: str, image_id: str) -> None:
+    def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
         """Duplicate for a complete image; delete the leftover of a failed upload."""
-        client = backend.client
+        client = parts.client
         existing = client.find_app_instance(name)
         if existing is None:
             return
         if _length(client.get_metadata(existing.id)) is not None:
             raise exceptions.Duplicate(image=image_id)
         LOG.warning("Replacing %s, the leftover of a failed upload", name)
-        with contextlib.suppress(errors.NotFound):
-            client.set_offline(existing.id, force=True)
-            client.delete_app_instance(existing.id, force=True)
-        backend.attacher.forget(existing.uuid)
+        parts.destroy(existing)
 
     @capabilities.check
     def delete(self, location: Any, context: Any = None) -> None:
         """Offline and delete the image's app instance; NotFound if it is not there."""
-        backend = self._configured()
-        loc = self._location(backend, location)
-        client = backend.client
+        parts = self._configured()
+        loc = self._location(parts, location)
+        client = parts.client
         with _glance_errors(loc.image_id):
             ai = client.find_app_instance(loc.ai_name)
             if ai is None:
                 raise exceptions.NotFound(image=loc.image_id)
-            client.set_offline(ai.id, force=True)
-            client.delete_app_instance(ai.id, force=True)
-        backend.attacher.forget(ai.uuid)
+            parts.destroy(ai)
         LOG.info("Deleted image %s (%s)", loc.image_id, ai.name)

@@ -13,14 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
 from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, mapped_files
 from datera_glance.simulator import Simulator
-from tests.e2e.conftest import (
-    GiB,
+from tests.plugins.glance import (
     Images,
-    MiB,
     app_instance,
     attach_users,
     devices_in_use,
@@ -32,7 +31,7 @@ from tests.e2e.conftest import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-ODD = 10 * MiB + 12345  # not a multiple of any block or buffer size
+ODD = 10 * units.Mi + 12345  # not a multiple of any block or buffer size
 
 
 def assert_stored(
@@ -51,7 +50,7 @@ def assert_stored(
     ai = app_instance(cluster, image_id)
     assert ai is not None, "no app instance for an active image"
     assert ai["name"] == f"OS-IMAGE-{image_id}"
-    assert ai["size_gib"] == max(1, -(-size // GiB))
+    assert ai["size_gib"] == max(1, -(-size // units.Gi))
     assert int(ai["metadata"]["length"]) == size
     assert ai["metadata"]["checksum"] == md5
     return ai
@@ -95,7 +94,7 @@ def test_upload_with_content_length(
 def test_chunked_upload_of_unknown_size_grows_the_volume(
     glance: GlanceClient, e2e_cluster: Simulator, images: Images
 ) -> None:
-    size = GiB + 100 * MiB + 4097  # past the first 1 GiB volume: one growth
+    size = units.Gi + 100 * units.Mi + 4097  # past the first 1 GiB volume: one growth
     md5, sha, _ = digests(pattern_stream(size, seed=2))
     image_id = images.create("chunked")
     reply = glance.upload(image_id, pattern_stream(size, seed=2), size=None)
@@ -113,7 +112,7 @@ def test_glanceclient_image_create_file(
     images: Images,
     tmp_path: Path,
 ) -> None:
-    data = payload(20 * MiB + 511, seed=3)
+    data = payload(20 * units.Mi + 511, seed=3)
     src = tmp_path / "image.raw"
     src.write_bytes(data)
     env = glance_venv.env({"OS_IMAGE_URL": glance_api.url, "OS_AUTH_TOKEN": "no-keystone"})
@@ -140,7 +139,7 @@ def test_glanceclient_image_create_file(
 def test_interoperable_import_glance_direct(
     glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator, images: Images
 ) -> None:
-    data = payload(24 * MiB + 3, seed=4)
+    data = payload(24 * units.Mi + 3, seed=4)
     image_id = images.create("import")
     reply = glance.upload(image_id, data, size=len(data), target="stage")
     assert reply.status == 204, reply.text
@@ -165,7 +164,8 @@ def test_range_requests(glance: GlanceClient, e2e_cluster: Simulator, images: Im
     cases = {
         "bytes=0-0": (0, 1),
         "bytes=1048570-2097159": (1048570, 1048590),
-        f"bytes={4 * MiB - 1}-{8 * MiB}": (4 * MiB - 1, 4 * MiB + 2),  # across buffers
+        # across buffers
+        f"bytes={4 * units.Mi - 1}-{8 * units.Mi}": (4 * units.Mi - 1, 4 * units.Mi + 2),
         "bytes=-10": (size - 10, 10),  # suffix
         f"bytes=-{size}": (0, size),  # suffix = everything
         "bytes=10000000-": (10000000, size - 10000000),  # open-ended
@@ -183,7 +183,7 @@ def test_range_requests(glance: GlanceClient, e2e_cluster: Simulator, images: Im
 def test_delete_removes_the_app_instance(
     glance: GlanceClient, e2e_cluster: Simulator, images: Images
 ) -> None:
-    data = payload(3 * MiB, seed=6)
+    data = payload(3 * units.Mi, seed=6)
     image_id = images.create("delete")
     assert glance.upload(image_id, data, size=len(data)).status == 204
     ai = app_instance(e2e_cluster, image_id)
@@ -199,11 +199,11 @@ def test_delete_removes_the_app_instance(
 def test_concurrent_uploads_and_downloads(
     glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator, images: Images
 ) -> None:
-    shared = payload(32 * MiB + 7, seed=7)
+    shared = payload(32 * units.Mi + 7, seed=7)
     shared_id = images.create("shared")
     assert glance.upload(shared_id, shared, size=len(shared)).status == 204
     uploads = {
-        images.create(f"parallel-{i}"): payload(24 * MiB + i, seed=100 + i) for i in range(4)
+        images.create(f"parallel-{i}"): payload(24 * units.Mi + i, seed=100 + i) for i in range(4)
     }
 
     def upload(item: tuple[int, str]) -> int:
@@ -238,21 +238,21 @@ def test_concurrent_uploads_and_downloads(
 
 def test_client_aborts_upload(glance: GlanceClient, e2e_cluster: Simulator, images: Images) -> None:
     image_id = images.create("abort-upload")
-    size = 64 * MiB
+    size = 64 * units.Mi
     sent: list[int] = []
     midway: list[dict | None] = []
 
     def look(n: int) -> None:  # once 16 MiB are sent, the volume must be being written
         sent.append(n)
-        if sum(sent) == 16 * MiB:
+        if sum(sent) == 16 * units.Mi:
             midway.append(app_instance(e2e_cluster, image_id))
 
     reply = glance.upload(
-        image_id, pattern_stream(size, seed=8, block=MiB), size=size, stop_after=20 * MiB,
+        image_id, pattern_stream(size, seed=8, block=units.Mi), size=size, stop_after=20 * units.Mi,
         progress=look,
     )  # fmt: skip
     assert reply.status == 0  # we hung up
-    assert sum(sent) == 20 * MiB
+    assert sum(sent) == 20 * units.Mi
     assert midway and midway[0] is not None, "no app instance while the upload was running"
     assert_nothing_left(glance, e2e_cluster, image_id)
 
@@ -260,11 +260,11 @@ def test_client_aborts_upload(glance: GlanceClient, e2e_cluster: Simulator, imag
 def test_client_aborts_download(
     glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator, images: Images
 ) -> None:
-    data = payload(96 * MiB, seed=9)
+    data = payload(96 * units.Mi, seed=9)
     image_id = images.create("abort-download")
     assert glance.upload(image_id, data, size=len(data)).status == 204
-    stream = glance.download(image_id, piece=MiB)
-    assert next(stream) == data[:MiB]
+    stream = glance.download(image_id, piece=units.Mi)
+    assert next(stream) == data[: units.Mi]
     # While the download runs, glance-api holds the volume's device and counts its user...
     assert devices_in_use(glance_api, e2e_cluster), "no device open during a download"
     assert len(attach_users(glance_api, image_id)) == 1
@@ -278,8 +278,8 @@ def test_client_aborts_download(
 def test_wrong_declared_size(
     glance: GlanceClient, e2e_cluster: Simulator, images: Images, declared: str
 ) -> None:
-    data = payload(6 * MiB + 1, seed=10)
-    lie = len(data) + MiB if declared == "larger" else len(data) - MiB
+    data = payload(6 * units.Mi + 1, seed=10)
+    lie = len(data) + units.Mi if declared == "larger" else len(data) - units.Mi
     image_id = images.create(f"wrong-size-{declared}")
     # glance takes the size from x-openstack-image-size before Content-Length (glanceclient's
     # way); with a chunked body it is the only size glance sees.
@@ -292,9 +292,9 @@ def test_upload_when_the_cluster_is_full(
     glance: GlanceClient, e2e_cluster: Simulator, images: Images
 ) -> None:
     capacity = e2e_cluster.state()["capacity"]
-    e2e_cluster.set_capacity(capacity["used"] + GiB // 2)  # no room for a 1 GiB volume
+    e2e_cluster.set_capacity(capacity["used"] + units.Gi // 2)  # no room for a 1 GiB volume
     try:
-        data = payload(4 * MiB, seed=11)
+        data = payload(4 * units.Mi, seed=11)
         image_id = images.create("cluster-full")
         reply = glance.upload(image_id, data, size=len(data))
         assert reply.status == 413, (reply.status, reply.text)
@@ -308,7 +308,7 @@ def test_upload_when_the_cluster_is_full(
 def test_images_survive_a_glance_api_restart(
     glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator, images: Images
 ) -> None:
-    data = payload(12 * MiB + 5, seed=12)
+    data = payload(12 * units.Mi + 5, seed=12)
     image_id = images.create("restart")
     assert glance.upload(image_id, data, size=len(data)).status == 204
     old_pids = set(glance_api.pids())

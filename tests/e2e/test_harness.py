@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
 from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
-from tests.e2e.conftest import MiB, payload
+from tests.plugins.glance import payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -40,11 +41,11 @@ def file_glance(
 def test_parallel_uploads_on_postgresql_with_the_file_store(
     file_glance: tuple[GlanceApi, Path],
 ) -> None:
-    """4 parallel uploads across 2 uwsgi processes: sqlite can fail this ("database is locked",
-    glance-store.md pitfall 13); the harness's PostgreSQL must not."""
+    """4 parallel uploads across 2 uwsgi processes: sqlite can fail this ("database is locked"
+    under concurrent writers); the harness's PostgreSQL must not."""
     api, images_dir = file_glance
     glance = GlanceClient(api.url)
-    datas = [payload(8 * MiB + i, seed=200 + i) for i in range(4)]
+    datas = [payload(8 * units.Mi + i, seed=200 + i) for i in range(4)]
     ids = [glance.create_image(f"fs-{i}")["id"] for i in range(4)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = list(pool.map(lambda p: glance.upload(p[0], p[1], size=len(p[1])).status,

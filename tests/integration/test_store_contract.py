@@ -22,6 +22,7 @@ import pytest
 from glance_store import exceptions
 from glance_store import location as glance_location
 from os_brick.initiator.connectors.local import LocalConnector
+from oslo_utils import units
 
 from datera_glance import chunkio
 from datera_glance.simulator import Simulator
@@ -29,9 +30,6 @@ from datera_glance.store import Store, StoreLocation
 from tests.plugins.store import StoreFactory, make_conf
 
 pytestmark = pytest.mark.root
-
-MiB = 1024**2
-GiB = 1024**3
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -103,7 +101,7 @@ def rng() -> Callable[[int], bytes]:
 # -- round trips ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [1, 4095, 5 * MiB + 123])
+@pytest.mark.parametrize("size", [1, 4095, 5 * units.Mi + 123])
 def test_round_trip_known_size(
     sim: Simulator, store: Store, size: int, rng: Callable[[int], bytes]
 ) -> None:
@@ -142,17 +140,17 @@ def test_round_trip_known_size(
 
 
 def test_ranges_are_exact(sim: Simulator, store: Store, rng: Callable[[int], bytes]) -> None:
-    size = 9 * MiB + 17
+    size = 9 * units.Mi + 17
     data = rng(size)
     uri = store.add(new_id(), Source(data), size, "sha256")[0]
     cases = [
         (0, 1),
         (100, 1000),
-        (4 * MiB - 5, 10),  # across a buffer boundary
+        (4 * units.Mi - 5, 10),  # across a buffer boundary
         (511, 4097),  # unaligned both ends
         (size - 10, 10),  # glance's bytes=-10
         (size - 1, None),
-        (3 * MiB, None),
+        (3 * units.Mi, None),
         (0, size),
     ]
     for offset, chunk in cases:
@@ -169,7 +167,7 @@ def test_ranges_are_exact(sim: Simulator, store: Store, rng: Callable[[int], byt
 def test_abandoned_download_detaches(
     sim: Simulator, store: Store, rng: Callable[[int], bytes]
 ) -> None:
-    data = rng(12 * MiB)
+    data = rng(12 * units.Mi)
     image_id = new_id()
     uri = store.add(image_id, Source(data), len(data), "sha512")[0]
     it, _ = store.get(locate(store, uri))
@@ -184,7 +182,7 @@ def test_abandoned_download_detaches(
 
 
 def test_unknown_size_small(sim: Simulator, store: Store, rng: Callable[[int], bytes]) -> None:
-    data = rng(3 * MiB + 1)
+    data = rng(3 * units.Mi + 1)
     image_id = new_id()
     uri, written, md5, _mh, _ = store.add(image_id, Source(data), 0, "sha512")
     assert written == len(data) and md5 == hashlib.md5(data).hexdigest()
@@ -200,8 +198,8 @@ class SparseStream:
 
     def __init__(self, total: int, marks: list[int]) -> None:
         self.total = total
-        self.marks = {m: os.urandom(MiB) for m in marks}
-        self.zero = bytes(4 * MiB)
+        self.marks = {m: os.urandom(units.Mi) for m in marks}
+        self.zero = bytes(4 * units.Mi)
 
     def pieces(self) -> Iterator[bytes]:
         pos = 0
@@ -211,7 +209,7 @@ class SparseStream:
                 yield self.zero[:n]
                 pos += n
             yield self.marks[mark]
-            pos += MiB
+            pos += units.Mi
         while pos < self.total:
             n = min(len(self.zero), self.total - pos)
             yield self.zero[:n]
@@ -225,8 +223,8 @@ class SparseStream:
 def sparse_stream() -> tuple[SparseStream, str]:
     """2 GiB + a bit, mostly zeros with random marks around the growth boundaries, and its
     md5 (computed once: hashing 2 GiB costs seconds on these shared machines)."""
-    total = 2 * GiB + 3 * MiB + 5
-    stream = SparseStream(total, [0, GiB - MiB // 2, 2 * GiB - 3, total - MiB])
+    total = 2 * units.Gi + 3 * units.Mi + 5
+    stream = SparseStream(total, [0, units.Gi - units.Mi // 2, 2 * units.Gi - 3, total - units.Mi])
     md5 = hashlib.md5()
     for piece in stream:
         md5.update(piece)
@@ -251,10 +249,10 @@ def test_unknown_size_grows_several_times(
     assert ai["size_gib"] == 4
     assert store.get_size(locate(store, uri)) == stream.total
     for mark, blob in stream.marks.items():
-        got, _ = read_all(store, uri, offset=mark, chunk_size=MiB)
+        got, _ = read_all(store, uri, offset=mark, chunk_size=units.Mi)
         assert got == blob, mark
-    got, _ = read_all(store, uri, offset=GiB + 2 * MiB + 5, chunk_size=MiB)
-    assert got == bytes(MiB)
+    got, _ = read_all(store, uri, offset=units.Gi + 2 * units.Mi + 5, chunk_size=units.Mi)
+    assert got == bytes(units.Mi)
     store.delete(locate(store, uri))
     assert_gone(sim, store, image_id)
 
@@ -265,7 +263,7 @@ def test_growth_refused_by_edf_rolls_back(
 ) -> None:
     # The first growth (at 1 GiB) fails: the cluster has no room for the bigger volume.
     store = store_factory(sim, copier=core, skip_zero_blocks=True)
-    stream = SparseStream(GiB + 2 * MiB, [0, GiB])
+    stream = SparseStream(units.Gi + 2 * units.Mi, [0, units.Gi])
     sim.add_fault(
         "PUT", r"/volumes/volume-1$", status=422, name="InsufficientCapacityError", count=None
     )
@@ -285,9 +283,9 @@ def test_client_disconnect_rolls_back(
     sim: Simulator, store: Store, rng: Callable[[int], bytes]
 ) -> None:
     image_id = new_id()
-    source = Source(rng(20 * MiB), fail_at=9 * MiB)
+    source = Source(rng(20 * units.Mi), fail_at=9 * units.Mi)
     with pytest.raises(OSError, match=r"wsgi\.input"):
-        store.add(image_id, source, 20 * MiB, "sha512")
+        store.add(image_id, source, 20 * units.Mi, "sha512")
     assert source.max_read <= store.WRITE_CHUNKSIZE
     assert_gone(sim, store, image_id)
 
@@ -297,11 +295,13 @@ def test_client_disconnect_rolls_back_unknown_size(
 ) -> None:
     image_id = new_id()
     with pytest.raises(OSError, match=r"wsgi\.input"):
-        store.add(image_id, Source(rng(6 * MiB), fail_at=5 * MiB), 0, "sha512")
+        store.add(image_id, Source(rng(6 * units.Mi), fail_at=5 * units.Mi), 0, "sha512")
     assert_gone(sim, store, image_id)
 
 
-@pytest.mark.parametrize(("sent", "declared"), [(3 * MiB, 3 * MiB + 1), (3 * MiB + 1, 3 * MiB)])
+@pytest.mark.parametrize(
+    ("sent", "declared"), [(3 * units.Mi, 3 * units.Mi + 1), (3 * units.Mi + 1, 3 * units.Mi)]
+)
 def test_size_mismatch_is_invalid_and_rolls_back(
     sim: Simulator, store: Store, sent: int, declared: int, rng: Callable[[int], bytes]
 ) -> None:
@@ -327,7 +327,7 @@ class Verifier:
 def test_verifier_sees_exactly_the_image(
     sim: Simulator, store: Store, rng: Callable[[int], bytes]
 ) -> None:
-    data = rng(6 * MiB + 7)
+    data = rng(6 * units.Mi + 7)
     verifier = Verifier()
     uri = store.add(new_id(), Source(data), len(data), "sha512", verifier=verifier)[0]
     assert verifier.seen.hexdigest() == hashlib.sha256(data).hexdigest()
@@ -339,7 +339,13 @@ def test_verifier_failure_rolls_back(
 ) -> None:
     image_id = new_id()
     with pytest.raises(ValueError, match="signature"):
-        store.add(image_id, Source(rng(10 * MiB)), 10 * MiB, "sha512", verifier=Verifier(5 * MiB))
+        store.add(
+            image_id,
+            Source(rng(10 * units.Mi)),
+            10 * units.Mi,
+            "sha512",
+            verifier=Verifier(5 * units.Mi),
+        )
     assert_gone(sim, store, image_id)
 
 
@@ -363,7 +369,7 @@ def test_edf_error_rolls_back(
     sim.add_fault(method, path, status=status, count=None)
     try:
         with pytest.raises(exceptions.BackendException):
-            store.add(image_id, Source(rng(2 * MiB)), 2 * MiB, "sha512")
+            store.add(image_id, Source(rng(2 * units.Mi)), 2 * units.Mi, "sha512")
     finally:
         sim.clear_faults()
     assert_gone(sim, store, image_id)
@@ -377,7 +383,7 @@ def test_edf_down_during_upload_rolls_back(
     sim.add_fault("PUT", r"/metadata$", drop=True, count=None)
     try:
         with pytest.raises(exceptions.RemoteServiceUnavailable):
-            store.add(image_id, Source(rng(MiB)), MiB, "sha512")
+            store.add(image_id, Source(rng(units.Mi)), units.Mi, "sha512")
     finally:
         sim.clear_faults()
     assert_gone(sim, store, image_id)
@@ -385,14 +391,14 @@ def test_edf_down_during_upload_rolls_back(
 
 @pytest.fixture
 def full_device(tmp_path: pathlib.Path) -> Iterator[str]:
-    """A loop device whose backing file sits on a 2 MiB tmpfs: writes past 2 MiB fail."""
+    """A loop device whose backing file sits on a 2 units.Mi tmpfs: writes past 2 MiB fail."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], check=True)
     try:
         backing = mnt / "disk.img"
         with open(backing, "wb") as f:
-            f.truncate(64 * MiB)
+            f.truncate(64 * units.Mi)
         dev = subprocess.run(
             ["losetup", "--find", "--show", str(backing)],
             check=True,
@@ -431,7 +437,7 @@ def test_device_error_rolls_back(
     )
     image_id = new_id()
     with pytest.raises(exceptions.StorageFull):  # ENOSPC from the device
-        store.add(image_id, Source(rng(8 * MiB)), 8 * MiB, "sha512")
+        store.add(image_id, Source(rng(8 * units.Mi)), 8 * units.Mi, "sha512")
     assert_gone(sim, store, image_id)
 
 
@@ -442,13 +448,13 @@ def test_device_too_small_rolls_back(
     loop_device: Callable[..., str],
     rng: Callable[[int], bytes],
 ) -> None:
-    small = loop_device(MiB)
+    small = loop_device(units.Mi)
     store = store_factory(
         sim, copier=core, connector_factory=lambda proto, helper: RedirectingConnector(small)
     )
     image_id = new_id()
     with pytest.raises(exceptions.StorageFull):
-        store.add(image_id, Source(rng(3 * MiB)), 3 * MiB, "sha512")
+        store.add(image_id, Source(rng(3 * units.Mi)), 3 * units.Mi, "sha512")
     assert_gone(sim, store, image_id)
 
 
@@ -458,7 +464,7 @@ def test_device_too_small_rolls_back(
 def test_duplicate_keeps_the_original(
     sim: Simulator, store: Store, rng: Callable[[int], bytes]
 ) -> None:
-    data = rng(MiB + 3)
+    data = rng(units.Mi + 3)
     image_id = new_id()
     uri = store.add(image_id, Source(data), len(data), "sha512")[0]
     with pytest.raises(exceptions.Duplicate):
@@ -480,7 +486,7 @@ def test_leftover_of_failed_upload_is_replaced_not_duplicate(
         store.get(locate(store, uri))
     with pytest.raises(exceptions.NotFound):
         store.get_size(locate(store, uri))
-    data = rng(2 * MiB)
+    data = rng(2 * units.Mi)
     assert store.add(image_id, Source(data), len(data), "sha512")[0] == uri
     assert len(sim_ais(sim)) == 1
     assert read_all(store, uri)[0] == data
@@ -500,11 +506,11 @@ def test_delete_removes_an_incomplete_leftover(sim: Simulator, store: Store) -> 
 def test_storage_full_before_writing(
     sim: Simulator, store: Store, rng: Callable[[int], bytes]
 ) -> None:
-    sim.set_capacity(GiB // 2)
+    sim.set_capacity(units.Gi // 2)
     image_id = new_id()
-    source = Source(rng(MiB))
+    source = Source(rng(units.Mi))
     with pytest.raises(exceptions.StorageFull):
-        store.add(image_id, source, MiB, "sha512")
+        store.add(image_id, source, units.Mi, "sha512")
     assert source.buf.tell() == 0  # nothing read, nothing written
     assert_gone(sim, store, image_id)
 
@@ -516,7 +522,7 @@ def test_storage_full_from_edf(sim: Simulator, store: Store, rng: Callable[[int]
     )
     try:
         with pytest.raises(exceptions.StorageFull):
-            store.add(image_id, Source(rng(MiB)), MiB, "sha512")
+            store.add(image_id, Source(rng(units.Mi)), units.Mi, "sha512")
     finally:
         sim.clear_faults()
     assert_gone(sim, store, image_id)
@@ -526,7 +532,7 @@ def test_storage_full_from_edf(sim: Simulator, store: Store, rng: Callable[[int]
 
 
 def test_parallel_adds_and_gets_through_one_store(sim: Simulator, store: Store) -> None:
-    images = {new_id(): os.urandom(3 * MiB + i) for i in range(8)}
+    images = {new_id(): os.urandom(3 * units.Mi + i) for i in range(8)}
 
     def add(item: tuple[str, bytes]) -> tuple[str, str, str]:
         image_id, data = item
@@ -592,7 +598,7 @@ def _host_reader(
 def test_two_hosts_read_one_image(
     sim: Simulator, store: Store, tmp_path: pathlib.Path, rng: Callable[[int], bytes]
 ) -> None:
-    data = rng(16 * MiB)
+    data = rng(16 * units.Mi)
     image_id = new_id()
     uri = store.add(image_id, Source(data), len(data), "sha512")[0]
     md5 = hashlib.md5(data).hexdigest()
@@ -678,7 +684,7 @@ def test_tenant_is_carried_in_the_uri(
     sim: Simulator, core: chunkio.Copier, store_factory: StoreFactory
 ) -> None:
     store = store_factory(sim, copier=core, tenant_id="glance")
-    data = os.urandom(MiB)
+    data = os.urandom(units.Mi)
     image_id = new_id()
     uri = store.add(image_id, Source(data), len(data), "sha512")[0]
     assert uri == f"datera://{sim.host}:{sim.port}/root/glance/app_instances/{image_id}"
@@ -709,7 +715,7 @@ def test_round_trip_on_each_api_version(
     sim = simulator_factory(backend="loop", api_versions=offered)
     store = store_factory(sim, copier=core, api_version=configured, tenant_id="/root/glance-v")
     assert store._configured().client.api_version == (configured if configured != "auto" else "2.1")
-    data = os.urandom(MiB + 1)
+    data = os.urandom(units.Mi + 1)
     image_id = new_id()
     uri = store.add(image_id, Source(data), 0, "sha512")[0]
     it, size = store.get(locate(store, uri), offset=7, chunk_size=1000)

@@ -88,7 +88,5 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
         yield make
     finally:
         for store in made:
-            backend = store._backend  # the fixture owns these stores
-            if backend is not None:
-                with contextlib.suppress(Exception):  # the simulator may already be gone
-                    backend.client.close()
+            with contextlib.suppress(Exception):  # the simulator may already be gone
+                store.close()

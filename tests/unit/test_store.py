@@ -20,12 +20,11 @@ from glance_store import backend as legacy_api
 from glance_store import capabilities, exceptions, location
 from glance_store import multi_backend as multi_api
 from oslo_config import cfg
+from oslo_utils import units
 
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation, StoreSettings
 from tests.plugins.store import TEST_INITIATOR, StoreFactory
-
-MiB = 1024**2
 
 
 def datera_options(sim: Simulator, lock_path: str, **extra: Any) -> dict[str, Any]:
@@ -78,8 +77,8 @@ def global_conf(tmp_path: Any) -> Iterator[Overrides]:
 
 def close_clients(stores: list[Any]) -> None:
     for store in stores:
-        if isinstance(store, Store) and store._backend is not None:
-            store._backend.client.close()
+        if isinstance(store, Store):
+            store.close()
 
 
 def test_multistore_through_glance_store_api(
@@ -99,7 +98,7 @@ def test_multistore_through_glance_store_api(
     multi_api.verify_store()
     stores = [multi_api.get_store_from_store_identifier(b) for b in ("fast", "other")]
     try:
-        data = os.urandom(3 * MiB + 5)
+        data = os.urandom(3 * units.Mi + 5)
         uris = {}
         for backend in ("fast", "other"):
             image_id = str(uuid.uuid4())
@@ -143,7 +142,7 @@ def test_legacy_single_store_through_glance_store_api(
     store = legacy_api.get_store_from_scheme("datera")
     try:
         assert isinstance(store, Store) and store.backend_group is None
-        data = os.urandom(2 * MiB + 1)
+        data = os.urandom(2 * units.Mi + 1)
         image_id = str(uuid.uuid4())
         uri, size, md5, multihash, meta = legacy_api.add_to_backend_with_multihash(
             conf, image_id, io.BytesIO(data), len(data), "sha512", scheme="datera"
@@ -226,7 +225,7 @@ def test_capabilities_and_prefix(simulator: Simulator, store_factory: StoreFacto
     assert not store.is_capable(capabilities.BitMasks.WRITE_OFFSET)
     assert store.get_schemes() == ("datera",)
     assert store.url_prefix == f"datera://{simulator.host}:{simulator.port}/app_instances/"
-    assert store.READ_CHUNKSIZE == store.WRITE_CHUNKSIZE == 4 * MiB
+    assert store.READ_CHUNKSIZE == store.WRITE_CHUNKSIZE == 4 * units.Mi
 
 
 def test_settings_hide_the_password(simulator: Simulator, store_factory: StoreFactory) -> None:
@@ -260,7 +259,7 @@ def test_no_secret_in_debug_logs(
     simulator = simulator_factory(password=secret)
     with caplog.at_level(logging.DEBUG):
         store = store_factory(simulator, san_password=secret)
-        data = os.urandom(MiB)
+        data = os.urandom(units.Mi)
         uri = store.add(str(uuid.uuid4()), io.BytesIO(data), len(data), "sha512")[0]
         loc = location.Location("datera", StoreLocation, store.conf, uri=uri, backend="datera1")
         assert b"".join(store.get(loc)[0]) == data

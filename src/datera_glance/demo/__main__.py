@@ -21,9 +21,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
+
+from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
 from datera_glance.demo.glance_env import (
@@ -35,8 +38,6 @@ from datera_glance.demo.glance_env import (
     repo_root,
 )
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 BACKEND = "datera1"
 INITIATOR = "iqn.2026-11.org.datera-glance:demo-host"
 
@@ -69,7 +70,8 @@ class Progress:
         bar = "#" * int(frac * 30)
         rate = self.done / max(time.monotonic() - self.start, 1e-6) / 1e6
         self.out.write(
-            f"\r  {self.label:<9}[{bar:<30}] {self.done / MiB:8.1f}/{self.total / MiB:.1f} MiB"
+            f"\r  {self.label:<9}[{bar:<30}] "
+            f"{self.done / units.Mi:8.1f}/{self.total / units.Mi:.1f} MiB"
             f" {frac:4.0%} {rate:7.0f} MB/s{end}"
         )
         self.out.flush()
@@ -124,7 +126,7 @@ def mbps(nbytes: int, seconds: float) -> str:
 
 def generate(path: Path, size: int, seed: int = 2026) -> tuple[str, str]:
     """Write ``size`` incompressible bytes (no zero blocks) and return their md5 and sha512."""
-    block = 4 * MiB
+    block = 4 * units.Mi
     base = bytearray(random.Random(seed).randbytes(block))
     hasher = Hasher()
     progress = Progress("generate", size)
@@ -143,7 +145,7 @@ def hash_file(path: Path) -> tuple[str, str]:
     hasher = Hasher()
     progress = Progress("hash", path.stat().st_size)
     with path.open("rb") as f:
-        while chunk := f.read(4 * MiB):
+        while chunk := f.read(4 * units.Mi):
             hasher.update(chunk)
             progress(len(chunk))
     progress.finish()
@@ -209,21 +211,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
-    backend = args.backend or ("loop" if os.geteuid() == 0 else "file")
-    started = time.monotonic()
+@dataclass
+class RoundTrip:
+    """What one upload, download and delete through glance-api showed."""
 
-    venv = GlanceVenv(repo_root(), args.cache_dir, log=say).ensure()
-    say(f"glance 33 venv ready: {venv.venv_dir}")
-    setup_started = time.monotonic()
+    image: dict[str, Any]
+    size: int
+    md5: str
+    sha512: str
+    up_seconds: float
+    received: int
+    down_seconds: float
+    app_instance: dict[str, Any] | None
+    checks: dict[str, bool]
 
+
+def _work_dir(args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
     if args.work_dir:
-        work = args.work_dir.resolve()
+        work: Path = args.work_dir.resolve()
         work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="datera-glance-demo-"))
-        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        return work
+    work = Path(tempfile.mkdtemp(prefix="datera-glance-demo-"))
+    stack.callback(shutil.rmtree, work, ignore_errors=True)
+    return work
 
+
+def _start_simulator(work: Path, backend: str, stack: contextlib.ExitStack) -> SimulatorProcess:
     sim = SimulatorProcess(work / "edf", backend=backend)
     stack.callback(sim.stop)
     try:
@@ -232,7 +245,12 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
         hint = " (no loop devices here? try --backend file)" if backend == "loop" else ""
         raise RuntimeError(f"{e}{hint}") from e
     say(f"EDF simulator ({backend} backend) listening on {sim.url}")
+    return sim
 
+
+def _start_glance(
+    venv: GlanceVenv, work: Path, sim: SimulatorProcess, stack: contextlib.ExitStack
+) -> GlanceApi:
     options = datera_store_options(
         sim.host,
         sim.port,
@@ -254,30 +272,35 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
     api.setup()
     api.start()
     say(f"glance-api (uwsgi, 1 process x 4 threads, sqlite) on {api.url}, store {BACKEND}")
-    glance = GlanceClient(api.url)
+    return api
 
+
+def _source(args: argparse.Namespace, work: Path) -> tuple[Path, str, str]:
+    """The image file to upload and its md5 and sha512."""
     if args.file:
-        source = args.file.resolve()
+        source: Path = args.file.resolve()
         say(f"source {source}: computing md5 and sha512")
-        md5, sha512 = hash_file(source)
-    else:
-        source = work / "demo-image.raw"
-        say(f"generating a {args.size} MiB test image in {source}")
-        md5, sha512 = generate(source, args.size * MiB)
-    size = source.stat().st_size
+        return (source, *hash_file(source))
+    source = work / "demo-image.raw"
+    say(f"generating a {args.size} MiB test image in {source}")
+    return (source, *generate(source, args.size * units.Mi))
 
+
+def _round_trip(
+    glance: GlanceClient, sim: SimulatorProcess, source: Path, md5: str, sha512: str, work: Path
+) -> RoundTrip:
+    """Upload ``source``, download it back, delete it; check each step."""
+    size = source.stat().st_size
     image_id = glance.create_image(f"datera-glance-demo-{source.name}")["id"]
     say(f"created image {image_id}; uploading (PUT /v2/images/{image_id}/file)")
     progress = Progress("upload", size)
     with source.open("rb") as f:
-        reply = glance.upload(image_id, ProgressReader(f, progress), size=size, piece=4 * MiB)
+        reply = glance.upload(image_id, ProgressReader(f, progress), size=size, piece=4 * units.Mi)
     up_seconds = progress.finish()
     if reply.status != 204:
         raise RuntimeError(f"upload failed: HTTP {reply.status}: {reply.text[:500]}")
-
     image = glance.get_image(image_id)
     ai = find_app_instance(sim.state(), image_id)
-    core = copier_core_in(api)
 
     copy = work / "downloaded.raw"
     say(f"downloading it back (GET /v2/images/{image_id}/file) to {copy}")
@@ -301,25 +324,28 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
         "download sha512": down_sha512 == sha512,
         "EDF app instance exists": ai is not None,
     }
-
     say(f"deleting image {image_id}")
-    deleted = glance.delete_image(image_id)
-    checks["delete: HTTP 204"] = deleted == 204
+    checks["delete: HTTP 204"] = glance.delete_image(image_id) == 204
     checks["delete: app instance removed"] = find_app_instance(sim.state(), image_id) is None
+    return RoundTrip(image, size, md5, sha512, up_seconds, received, down_seconds, ai, checks)
 
+
+def _summary(trip: RoundTrip, core: str) -> dict[str, str]:
+    image, size, received = trip.image, trip.size, trip.received
     locations = [loc["url"] for loc in image.get("locations", [])]
     summary = {
-        "image": f"{image_id} ({image['status']}, {size} bytes, "
+        "image": f"{image['id']} ({image['status']}, {size} bytes, "
         f"{image['disk_format']}/{image['container_format']})",
         "location": ", ".join(locations) or image.get("direct_url", "?"),
-        "upload": f"{size / MiB:.1f} MiB in {up_seconds:.2f} s = {mbps(size, up_seconds)} "
-        "(glance-api hashing md5 + sha512)",
-        "download": f"{received / MiB:.1f} MiB in {down_seconds:.2f} s = "
-        f"{mbps(received, down_seconds)} (into a file)",
-        "checksum": f"md5 {md5}",
-        "os_hash_value": f"sha512 {sha512[:32]}...",
+        "upload": f"{size / units.Mi:.1f} MiB in {trip.up_seconds:.2f} s = "
+        f"{mbps(size, trip.up_seconds)} (glance-api hashing md5 + sha512)",
+        "download": f"{received / units.Mi:.1f} MiB in {trip.down_seconds:.2f} s = "
+        f"{mbps(received, trip.down_seconds)} (into a file)",
+        "checksum": f"md5 {trip.md5}",
+        "os_hash_value": f"sha512 {trip.sha512[:32]}...",
         "copier core": f"{core} (in glance-api's worker)",
     }
+    ai = trip.app_instance
     if ai is not None:
         device = ai["device_path"] or "-"
         summary["EDF app instance"] = (
@@ -327,14 +353,33 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]
             f"{ai['admin_state']}, device {device}, ACL {', '.join(ai['acl']) or '-'}"
         )
         summary["EDF metadata"] = ", ".join(f"{k}={v}" for k, v in sorted(ai["metadata"].items()))
-    failed = [name for name, ok in checks.items() if not ok]
-    summary["checks"] = f"FAILED: {'; '.join(failed)}" if failed else f"all {len(checks)} passed"
+    failed = [name for name, ok in trip.checks.items() if not ok]
+    passed = f"all {len(trip.checks)} passed"
+    summary["checks"] = f"FAILED: {'; '.join(failed)}" if failed else passed
+    if failed:
+        summary["result"] = "FAILED"
+    return summary
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
+    backend = args.backend or ("loop" if os.geteuid() == 0 else "file")
+    started = time.monotonic()
+    venv = GlanceVenv(repo_root(), args.cache_dir, log=say).ensure()
+    say(f"glance 33 venv ready: {venv.venv_dir}")
+    setup_started = time.monotonic()
+    work = _work_dir(args, stack)
+    sim = _start_simulator(work, backend, stack)
+    api = _start_glance(venv, work, sim, stack)
+    source, md5, sha512 = _source(args, work)
+    trip = _round_trip(GlanceClient(api.url), sim, source, md5, sha512, work)
+    summary = _summary(trip, copier_core_in(api))
+    result = summary.pop("result", None)
     summary["time"] = (
         f"{time.monotonic() - setup_started:.1f} s after the install "
         f"({time.monotonic() - started:.1f} s in all)"
     )
-    if failed:
-        summary["result"] = "FAILED"
+    if result:
+        summary["result"] = result
     return summary
 
 

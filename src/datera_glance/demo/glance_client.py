@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-MiB = 1024 * 1024
+from oslo_utils import units
 
 
 class Readable(Protocol):
@@ -73,7 +73,9 @@ class GlanceClient:
 
     def connect(self) -> http.client.HTTPConnection:
         """A new connection (glance-api closes each after one request)."""
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=MiB)
+        return http.client.HTTPConnection(
+            self.host, self.port, timeout=self.timeout, blocksize=units.Mi
+        )
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -130,7 +132,7 @@ class GlanceClient:
         headers: dict[str, str] | None = None,
         progress: Progress | None = None,
         stop_after: int | None = None,
-        piece: int = MiB,
+        piece: int = units.Mi,
     ) -> Reply:
         """PUT the image data (``target="stage"`` for interoperable import).
 
@@ -197,7 +199,7 @@ class GlanceClient:
         *,
         range_header: str | None = None,
         progress: Progress | None = None,
-        piece: int = 4 * MiB,
+        piece: int = 4 * units.Mi,
     ) -> Iterator[bytes]:
         """Stream the image data (``GET /file``); 200 or 206 expected, else GlanceError.
 

@@ -624,8 +624,12 @@ enforce_new_defaults = False
 """
         (self.etc_dir / "glance-api.conf").write_text(conf)
         self._write_paste_ini()
-        # Settings from glance-store.md §3.3; chunked-input-limit: glanceclient sends 1 MiB
-        # parts and uwsgi's default limit (1 MiB) fails them with HTTP 500.
+        self._write_uwsgi_ini()
+
+    def _write_uwsgi_ini(self) -> None:
+        # glance's own uwsgi settings (devstack's glance-api uwsgi.ini), plus
+        # chunked-input-limit: glanceclient sends 1 MiB parts and uwsgi's default limit
+        # (1 MiB) fails them with HTTP 500.
         (self.etc_dir / "uwsgi.ini").write_text(f"""\
 [uwsgi]
 http-socket = 127.0.0.1:{self.port}
@@ -670,7 +674,7 @@ chunked-input-timeout = 300
         """Start uwsgi and wait until ``/healthcheck`` answers."""
         if self.pid:
             return
-        # pyuwsgi ignores the ini's "env =": the interpreter already exists (glance-store.md §3.1).
+        # pyuwsgi ignores the ini's "env =": the interpreter already exists when it reads it.
         env = self.venv.env(
             {"OS_GLANCE_CONFIG_DIR": str(self.etc_dir), "OSLO_LOCK_PATH": str(self.lock_dir),
              **self.extra_env}

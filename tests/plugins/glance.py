@@ -1,5 +1,6 @@
-"""Fixtures for the real glance-api: one glance venv, one PostgreSQL, one EDF simulator per
-session, one glance-api (2 uwsgi processes x 4 threads, the datera backend) per module.
+"""Fixtures and helpers for the real glance-api (the e2e tests): one glance venv, one
+PostgreSQL, one EDF simulator per session, one glance-api (2 uwsgi processes x 4 threads, the
+datera backend) per module.
 
 The simulator runs in this process on loop devices (root), so tests read the cluster's view
 directly (``e2e_cluster.state()``); glance-api reaches it over HTTP like a real cluster.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
 from datera_glance.demo.glance_env import (
@@ -34,9 +36,6 @@ from tests.plugins.simulator import loop_devices_on
 
 LOG = logging.getLogger(__name__)
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 E2E_INITIATOR = "iqn.2026-11.org.datera-glance:e2e-glance-api"
 
 
@@ -48,7 +47,7 @@ def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def pattern_stream(size: int, seed: int, block: int = 4 * MiB) -> Iterator[bytes]:
+def pattern_stream(size: int, seed: int, block: int = 4 * units.Mi) -> Iterator[bytes]:
     """``size`` deterministic bytes, generated block by block (for sizes not kept in memory):
     one random block, each copy stamped with its index so no two blocks are equal."""
     base = payload(block, seed)
@@ -155,7 +154,7 @@ def glance_api(
         initiator_name=E2E_INITIATOR,
         # Small volumes and one growth step: a ~1.1 GiB chunked upload must grow once.
         datera_default_image_size=1,
-        datera_chunk_size=GiB,
+        datera_chunk_size=units.Gi,
     )
     base: Path = tmp_path_factory.mktemp("e2e-glance")
     api = GlanceApi(
