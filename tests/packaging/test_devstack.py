@@ -276,5 +276,4 @@ def test_glance_store_loads_and_uses_the_written_backend(
         [ai] = simulator.state()["app_instances"]
         assert ai["uuid"] == image_id
     finally:
-        if store._backend is not None:
-            store._backend.client.close()
+        store.close()
