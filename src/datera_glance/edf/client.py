@@ -463,3 +463,7 @@ class EdfClient:
         """Require CHAP on the storage instance's target with these credentials."""
         body = {"type": "chap", "target_user_name": username, "target_pswd": password}
         self._api.request("PUT", _si_route(ai, si, "/auth"), body, secrets=(password,))
+
+    def clear_chap(self, ai: AiRef, *, si: str = "storage-1") -> None:
+        """Stop requiring CHAP on the storage instance's target."""
+        self._api.request("PUT", _si_route(ai, si, "/auth"), {"type": "none"})

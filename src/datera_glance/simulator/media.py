@@ -1,4 +1,5 @@
-"""Where a volume's bytes live: a sparse file, exposed as itself or through a loop device."""
+"""Where a volume's bytes live (its *media*): a sparse file, exposed as itself or through a loop
+device."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ def run_command(argv: Sequence[str]) -> str:
     return proc.stdout
 
 
-class BackendError(RuntimeError):
+class MediaError(RuntimeError):
     """Attaching or detaching a volume failed."""
 
 
-class Backend(Protocol):
+class Media(Protocol):
     name: str
 
     def attach(self, file: Path) -> str:
@@ -50,7 +51,7 @@ def grow_volume_file(file: Path, size_bytes: int) -> None:
         os.truncate(file, size_bytes)
 
 
-class FileBackend:
+class FileMedia:
     """``device_path`` is the sparse file itself: no root needed."""
 
     name = "file"
@@ -65,7 +66,7 @@ class FileBackend:
         return []
 
 
-class LoopBackend:
+class LoopMedia:
     """Each online volume is a loop device with direct I/O, like an iSCSI LUN on the host."""
 
     name = "loop"
@@ -81,10 +82,10 @@ class LoopBackend:
                 ["losetup", "--find", "--show", "--direct-io=on", *self._sector_args, str(file)]
             )
         except (subprocess.CalledProcessError, OSError) as exc:
-            raise BackendError(f"losetup failed for {file}: {_stderr(exc)}") from exc
+            raise MediaError(f"losetup failed for {file}: {_stderr(exc)}") from exc
         device = out.strip()
         if not device.startswith("/dev/"):
-            raise BackendError(f"losetup printed no device for {file}: {out!r}")
+            raise MediaError(f"losetup printed no device for {file}: {out!r}")
         return device
 
     def detach(self, device: str, file: Path) -> None:
@@ -94,7 +95,7 @@ class LoopBackend:
             # Already gone is fine: someone (a test, an admin) detached it.
             if device not in self.devices_of(file):
                 return
-            raise BackendError(f"losetup -d {device} failed: {_stderr(exc)}") from exc
+            raise MediaError(f"losetup -d {device} failed: {_stderr(exc)}") from exc
 
     def devices_of(self, file: Path) -> list[str]:
         try:
@@ -118,9 +119,9 @@ def _stderr(exc: BaseException) -> str:
     return str(exc)
 
 
-def make_backend(name: str, run: Runner = run_command) -> Backend:
+def make_media(name: str, run: Runner = run_command) -> Media:
     if name == "file":
-        return FileBackend()
+        return FileMedia()
     if name == "loop":
-        return LoopBackend(run)
-    raise ValueError(f"unknown backend {name!r} (file or loop)")
+        return LoopMedia(run)
+    raise ValueError(f"unknown media {name!r} (file or loop)")
