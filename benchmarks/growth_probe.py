@@ -94,23 +94,23 @@ def growth_windows(timeline: Timeline) -> list[tuple[float, float]]:
 
 
 def phase_seconds(timeline: Timeline, windows: list[tuple[float, float]]) -> dict[str, float]:
-    """Time per phase inside the growth windows; "attach" and "detach" are everything in the
-    window that is not an offline/resize/online call (os-brick, REST lookups, records)."""
-    inside = [c for c in timeline.calls if any(lo <= c[1] and c[2] <= hi for lo, hi in windows)]
+    """Time per phase inside the growth windows: "detach" is the window up to the offline
+    call, "attach" the window after the resize call except the online call (os-brick, REST
+    lookups, attach records)."""
     out = dict.fromkeys(PHASES, 0.0)
-    for phase, t0, t1 in inside:
-        if phase in ("offline", "resize", "online"):
-            out[phase] += t1 - t0
-    total = sum(hi - lo for lo, hi in windows)
-    # Before the offline call: detach; after the online call: attach.
     for lo, hi in windows:
-        rest = [c for c in inside if lo <= c[1] and c[2] <= hi and c[0] != "connect"]
-        offline = [c for c in rest if c[0] == "offline"]
-        online = [c for c in rest if c[0] == "online"]
-        if offline and online:
-            out["detach"] += offline[0][1] - lo
-            out["attach"] += hi - online[-1][2]
-    out["total"] = total
+        inside = {c[0]: c for c in timeline.calls if lo <= c[1] and c[2] <= hi}
+        for phase in ("offline", "resize", "online"):
+            if phase in inside:
+                out[phase] += inside[phase][2] - inside[phase][1]
+        if "offline" in inside and "resize" in inside:
+            out["detach"] += inside["offline"][1] - lo
+            out["attach"] += (
+                hi
+                - inside["resize"][2]
+                - (inside["online"][2] - inside["online"][1] if "online" in inside else 0.0)
+            )
+    out["total"] = sum(hi - lo for lo, hi in windows)
     return out
 
 

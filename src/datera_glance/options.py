@@ -120,9 +120,15 @@ Possible values:
         help="""
 Growth step, in bytes, for uploads whose size is not known in advance.
 
-An upload without a size (a chunked upload) starts with a volume of
-``datera_default_image_size`` GiB; whenever it is full, the volume grows by this step, rounded
-up to whole GiB, and the step doubles after each growth, up to 64 GiB.
+An upload without a size (a chunked upload, a ``web-download`` import from a server that sends
+no Content-Length) starts with a volume of ``datera_default_image_size`` GiB; whenever it is
+full, the volume grows by this step, rounded up to whole GiB (at most 64 GiB). Each growth
+detaches the volume, takes it offline, resizes it, brings it online and attaches it again.
+
+With the default, 1 GiB, the volume ends at the smallest whole GiB that holds the image. EDF
+cannot shrink a volume, and Datera's Cinder driver clones an image's volume and then sets the
+size the user asked for, so a volume larger than the image's size in GiB breaks that clone.
+A larger step means fewer resizes but a volume up to one step larger than needed.
 
 This option no longer decides how much memory a transfer uses: data is copied through a few
 buffers of ``datera_io_buffer_size`` bytes whatever this value is.
@@ -227,6 +233,9 @@ Related options:
         min=1,
         help="""
 Initial volume size, in GiB, of an upload whose size is not known in advance.
+
+Also the smallest volume such an upload ends on: above 1, small images get volumes larger
+than they need.
 
 Related options:
     * datera_chunk_size

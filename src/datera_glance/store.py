@@ -307,6 +307,7 @@ class _Upload:
         self.ai = ai
         self.size_gib = size_gib
         self.step_gib = parts.settings.growth_step_gib
+        self.resizes = 0
         self.attachment: Attachment | None = None
 
     def open(self) -> str:
@@ -319,19 +320,24 @@ class _Upload:
             attachment.close()
 
     def grow(self, written: int) -> str:
-        """The copier's ``grow`` callback: resize offline, reattach, return the new path."""
-        client = self.parts.client
-        self.close()
+        """The copier's ``grow`` callback: resize offline, reattach, return the new path.
+
+        The volume grows by one step (1 GiB by default) each time it is full, never by more:
+        EDF cannot shrink a volume, and Datera's Cinder driver clones the image's volume and
+        then sets the requested size, which fails when the image's volume is the larger. So
+        the final volume is the smallest one on the step grid that holds the image.
+        """
         new_size = self.size_gib + self.step_gib
         while new_size * units.Gi <= written:
             new_size += self.step_gib
         LOG.debug("Growing %s from %d to %d GiB", self.ai.name, self.size_gib, new_size)
+        self.close()
         # EDF resizes volumes of offline app instances only; only this writer has it attached.
-        client.set_offline(self.ai.id, force=True)
-        client.resize_volume(self.ai.id, new_size)
-        client.set_online(self.ai.id)
+        # The attach brings it back online.
+        self.parts.client.set_offline(self.ai.id, force=True)
+        self.parts.client.resize_volume(self.ai.id, new_size)
         self.size_gib = new_size
-        self.step_gib = min(self.step_gib * 2, MAX_GROWTH_STEP_GIB)
+        self.resizes += 1
         return self.open()
 
     def rollback(self) -> None:
@@ -605,7 +611,14 @@ class Store(driver.Store):
             raise
         uri = settings.url_prefix + image_id
         metadata = {"store": self.backend_group} if self.backend_group else {}
-        LOG.info("Stored image %s (%d bytes) as %s", image_id, written, name)
+        LOG.info(
+            "Stored image %s (%d bytes) as %s, %d GiB after %d resizes",
+            image_id,
+            written,
+            name,
+            upload.size_gib,
+            upload.resizes,
+        )
         return uri, written, md5.hexdigest(), multihash.hexdigest(), metadata
 
     def _check_capacity(self, parts: _Parts, size_gib: int) -> None:
