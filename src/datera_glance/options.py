@@ -25,6 +25,7 @@ DEFAULT_IO_DEPTH = 4
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_RETRY_DEADLINE = 120.0
 DEFAULT_ROOTWRAP_CONFIG = "/etc/glance/rootwrap.conf"
+DEFAULT_ATTACH_LINGER = 30.0
 
 _OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -320,6 +321,24 @@ Path to the rootwrap configuration used for privileged commands.
 Commands run as ``sudo glance-rootwrap <this file> ...``: os-brick's privsep helper, and the
 temporary ``chown`` of an attached device when glance-api does not run as root. The shipped
 ``etc/glance/rootwrap.d/images.filters`` lists what is allowed.
+""",
+    ),
+    cfg.FloatOpt(
+        "datera_attach_linger",
+        default=DEFAULT_ATTACH_LINGER,
+        min=0,
+        help="""
+Seconds an image's volume stays attached to this host after its last reader.
+
+Reads of one image that follow each other within this time (instances booting one after
+another from the same image) attach the volume once instead of paying an iSCSI login and
+logout each. The count of readers is shared by every glance-api process of the host.
+Deleting the image detaches a lingering attachment first; glance-api's shutdown detaches
+every one, and after a crash the next start of glance-api detaches what was left.
+
+Possible values:
+    * 0: detach as soon as the last reader is done
+    * A positive number of seconds
 """,
     ),
 ]

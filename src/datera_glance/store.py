@@ -152,6 +152,7 @@ class StoreSettings:
     retry_deadline: float
     rootwrap_config: str
     lock_path: str
+    attach_linger: float = 0.0
 
     @classmethod
     def from_conf(cls, group: Any, lock_path: str, store_name: str) -> StoreSettings:
@@ -194,6 +195,7 @@ class StoreSettings:
             retry_deadline=float(group.datera_retry_deadline),
             rootwrap_config=group.datera_rootwrap_config,
             lock_path=lock_path,
+            attach_linger=float(group.datera_attach_linger),
         )
 
     @property
@@ -231,6 +233,7 @@ class StoreSettings:
             chap_key=self.password.encode(),
             rootwrap_config=self.rootwrap_config,
             wait_timeout=max(self.retry_deadline, 30.0),
+            linger=self.attach_linger,
         )
 
 
@@ -245,6 +248,7 @@ class _Parts:
 
     def destroy(self, ai: models.AppInstance) -> None:
         """Offline and delete ``ai`` (gone already is fine) and forget its attach records."""
+        self.attacher.detach_idle(ai.uuid)  # a lingering attachment goes before the volume
         with contextlib.suppress(errors.NotFound):
             self.client.set_offline(ai.id, force=True)
             self.client.delete_app_instance(ai.id, force=True)
@@ -317,7 +321,7 @@ class _Upload:
     def close(self) -> None:
         attachment, self.attachment = self.attachment, None
         if attachment is not None:
-            attachment.close()
+            attachment.detach()  # no lingering: a growth takes the volume offline next
 
     def grow(self, written: int) -> str:
         """The copier's ``grow`` callback: resize offline, reattach, return the new path.
@@ -462,6 +466,7 @@ class Store(driver.Store):
         )
         copier = self._copier or chunkio.get_copier()
         self._parts = _Parts(settings, client, attacher, copier)
+        attacher.sweep()  # what a crashed glance-api of this host left attached
         try:
             client.ensure_tenant()  # first: EDF refuses any call in a missing tenant
             system = client.system()
@@ -496,6 +501,7 @@ class Store(driver.Store):
         store do). Safe to call on a store that was never configured."""
         parts = self._parts
         if parts is not None:
+            parts.attacher.close()  # lingering attachments first: they need the client
             parts.client.close()
 
     def _configured(self) -> _Parts:

@@ -45,6 +45,9 @@ def make_conf(
         "datera_connector": "local",
         "datera_initiator_name": TEST_INITIATOR,
         "datera_retry_deadline": 10.0,
+        # Detach as soon as the last reader is done, so a test sees its records go; tests of
+        # lingering attachments ask for it (attach_linger=...).
+        "datera_attach_linger": 0,
     }
     for name, value in options.items():
         values[name if name.startswith("datera_") else f"datera_{name}"] = value
