@@ -269,7 +269,8 @@ class Attacher:
         with self._locked(key):
             state = self._load(key)
             if state.get("device_info") and (state.get("users") or self._lingering(state)):
-                state.pop("linger", None)
+                if state.pop("linger", None):
+                    self._lingers.cancel(key)  # if this process runs it; else it finds out
                 state["users"] = [*state.get("users", []), token]
                 self._save(key, state)
                 return Attachment(self, key, token, state["device_info"]["path"])

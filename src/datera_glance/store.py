@@ -41,6 +41,8 @@ from datera_glance.attach import (
     AttachSettings,
     ConnectorFactory,
     Executor,
+    TimerFactory,
+    thread_timer,
 )
 from datera_glance.edf import ClientConfig, EdfClient, errors, models
 
@@ -395,6 +397,7 @@ class Store(driver.Store):
     :param connector_factory: builds os-brick connectors (tests inject a fake).
     :param executor: runs privileged commands (tests inject a fake).
     :param client_factory: builds the EDF client from a ``ClientConfig``.
+    :param timer: schedules the end of lingering attachments (tests fire it by hand).
     """
 
     _CAPABILITIES = (
@@ -413,8 +416,10 @@ class Store(driver.Store):
         connector_factory: ConnectorFactory | None = None,
         executor: Executor | None = None,
         client_factory: ClientFactory | None = None,
+        timer: TimerFactory | None = None,
     ) -> None:
         super().__init__(conf, backend=backend)
+        self._timer = timer
         self._copier = copier
         self._connector_factory = connector_factory
         self._executor = executor
@@ -463,6 +468,7 @@ class Store(driver.Store):
             settings.attach_settings(),
             connector_factory=self._connector_factory,
             executor=self._executor,
+            timer=self._timer or thread_timer,
         )
         copier = self._copier or chunkio.get_copier()
         self._parts = _Parts(settings, client, attacher, copier)

@@ -4,7 +4,7 @@
 ``ConfigOpts``, sets the options (``chunk_size=...`` or ``datera_chunk_size=...``) in the
 backend's group (``backend=None``: legacy ``[glance_store]``), points the LOCAL connector at
 the simulator's devices and calls ``configure()`` as glance does. Extra keyword-only knobs:
-``connector_factory``, ``executor``, ``client_factory``, ``lock_path``.
+``connector_factory``, ``executor``, ``client_factory``, ``lock_path``, ``timer``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
         executor: Any = None,
         client_factory: Any = None,
         lock_path: str | Path | None = None,
+        timer: Any = None,
         **options: Any,
     ) -> Store:
         locks = str(lock_path or tmp_path_factory.mktemp("locks"))
@@ -82,6 +83,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
             connector_factory=connector_factory,
             executor=executor,
             client_factory=client_factory,
+            timer=timer,
         )
         store.configure(re_raise_bsc=False)
         made.append(store)
