@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import requests
+from oslo_utils import units
 
-from datera_glance.edf import ClientConfig, EdfClient, errors
-from datera_glance.simulator import GiB, Simulator
+from datera_glance.edf import ClientConfig, EdfClient, RequestCounter, errors
+from datera_glance.edf.transport import RequestHook
+from datera_glance.simulator import Simulator
 
 IQN = "iqn.1993-08.org.debian:01:glancehost1"
 
@@ -61,6 +63,7 @@ def connect() -> Iterator[Connect]:
         *,
         sleep: Callable[[float], None] | None = None,
         page_size: int = 500,
+        on_request: RequestHook | None = None,
         **config: Any,
     ) -> Connected:
         settings: dict[str, Any] = {
@@ -75,7 +78,13 @@ def connect() -> Iterator[Connect]:
         }
         spy = SpySession()
         extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        client = EdfClient(ClientConfig(**settings), session=spy, page_size=page_size, **extra)
+        client = EdfClient(
+            ClientConfig(**settings),
+            session=spy,
+            page_size=page_size,
+            on_request=on_request,
+            **extra,
+        )
         made.append(Connected(sim, client, spy))
         return made[-1]
 
@@ -108,7 +117,7 @@ def test_every_operation(edf: Connected) -> None:
     client, sim = edf.client, edf.sim
     system = client.system()
     assert system.sw_version == "3.2.5.0"
-    assert system.total_capacity == 100 * GiB
+    assert system.total_capacity == 100 * units.Gi
     client.ensure_tenant()  # /root: nothing to do
 
     image = _image_id()
@@ -117,7 +126,7 @@ def test_every_operation(edf: Connected) -> None:
     assert (ai.name, ai.uuid, ai.tenant) == (name, image, "/root")
     assert ai.storage_instance.name == "storage-1"
     assert (ai.volume.name, ai.volume.size_gib) == ("volume-1", 2)
-    assert client.system().available_capacity == 98 * GiB
+    assert client.system().available_capacity == 98 * units.Gi
 
     assert client.get_app_instance(ai.id) == ai
     assert client.get_app_instance(name).id == ai.id  # by name too
@@ -171,7 +180,7 @@ def test_every_operation(edf: Connected) -> None:
     with pytest.raises(errors.NotFound):
         client.delete_app_instance(ai.id)
     assert sim.state()["app_instances"] == []
-    assert client.system().available_capacity == 100 * GiB
+    assert client.system().available_capacity == 100 * units.Gi
 
 
 def test_errors_from_the_server(edf: Connected) -> None:
@@ -184,7 +193,7 @@ def test_errors_from_the_server(edf: Connected) -> None:
     assert conflict.value.path == f"/v{client.api_version}/app_instances"
     with pytest.raises(errors.InvalidRequest):  # 400 or 422, per the schema
         client.create_app_instance("bad name!", uuid=image, size_gib=1)
-    sim.set_capacity(3 * GiB)
+    sim.set_capacity(3 * units.Gi)
     with pytest.raises(errors.InsufficientCapacity) as full:
         client.create_app_instance(f"OS-IMAGE-{_image_id()}", uuid=_image_id(), size_gib=5)
     assert full.value.name == "InsufficientCapacityError"
@@ -235,10 +244,9 @@ def test_https_without_verification_warns_and_works(
     with caplog.at_level(logging.WARNING, logger="datera_glance.edf"):
         c = connect(sim, ssl_verify=False, ca_file=None)
     assert "verification is OFF" in caplog.text
-    assert c.client.system().sw_version  # and no InsecureRequestWarning (warnings are errors)
-    with warnings.catch_warnings():  # a caller resetting the filters does not bring it back
-        warnings.simplefilter("error")
-        assert c.client.system().sw_version
+    before = list(warnings.filters)
+    assert c.client.system().sw_version  # urllib3's InsecureRequestWarning: pyproject.toml
+    assert warnings.filters == before  # process-wide and not thread-safe: not the client's
 
 
 def test_https_with_the_wrong_ca_fails(
@@ -289,7 +297,7 @@ def test_relogin_after_sessions_expire(
 def test_paging_across_several_pages(
     simulator_factory: Callable[..., Simulator], connect: Connect
 ) -> None:
-    sim = simulator_factory(capacity_bytes=1000 * GiB)
+    sim = simulator_factory(capacity_bytes=1000 * units.Gi)
     c22 = connect(sim, api_version="2.2", page_size=10)
     names = [f"OS-IMAGE-{i:03d}" for i in range(24)] + [f"other-{i:03d}" for i in range(17)]
     for name in names:
@@ -306,6 +314,29 @@ def test_paging_across_several_pages(
     assert len(c21.client.list_app_instances()) == 41
     assert len(c21.client.list_app_instances("other-")) == 17
     assert all("offset" not in p for _, _, p, _ in c21.spy.sent)
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.2"])
+def test_lookup_by_name_is_one_request_whatever_the_tenant_holds(
+    simulator_factory: Callable[..., Simulator], connect: Connect, version: str
+) -> None:
+    """EDF addresses an app instance by its id (the cluster's UUID, not the ``uuid`` sent at
+    create: v2.1 schema, ``POST /app_instances`` has no ``id``) or by its name
+    (``/app_instances/:id`` fmthelp), so an image's app instance is one GET by name away."""
+    sim = simulator_factory(capacity_bytes=1000 * units.Gi)
+    counter = RequestCounter()
+    c = connect(sim, api_version=version, page_size=10, on_request=counter)
+    images = [_image_id() for _ in range(25)]
+    for image in images:
+        c.client.create_app_instance(f"OS-IMAGE-{image}", uuid=image, size_gib=1)
+    wanted = images[-1]
+    counter.reset()
+    found = c.client.lookup_app_instance(f"OS-IMAGE-{wanted}")
+    assert found is not None and (found.name, found.uuid) == (f"OS-IMAGE-{wanted}", wanted)
+    assert c.client.lookup_app_instance(f"OS-IMAGE-{_image_id()}") is None
+    assert counter.counts == {"GET /app_instances/:ai": 2}
+    with pytest.raises(errors.NotFound):  # the image id is the app instance's uuid, not its id
+        c.client.get_app_instance(wanted)
 
 
 # -- tenants --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import requests
 from datera_glance import __version__
 from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize_tenant
 from datera_glance.simulator import Simulator
-from tests.unit.test_edf_fakes import (
+from tests.plugins.edf_fakes import (
     PASSWORD,
     Call,
     FakeClock,
@@ -49,6 +50,44 @@ def test_tenant_normalisation(given: str, expected: str) -> None:
 def test_bad_tenant_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match="tenant"):
         normalize_tenant(bad)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "/root"),
+        ("  ", "/root"),
+        (" a ", "/root/a"),
+        ("a", "/root/a"),
+        ("a/b", "/root/a/b"),
+        ("/root/a/b", "/root/a/b"),
+        ("/root/a/b/", "/root/a/b"),
+        ("root/a", "/root/a"),
+        ("/root/root", "/root/root"),
+        ("4c1f0d9e-0000-4000-8000-0123456789ab", "/root/4c1f0d9e-0000-4000-8000-0123456789ab"),
+    ],
+)
+def test_tenant_normalisation_accepts_what_the_store_accepted(
+    given: str | None, expected: str
+) -> None:
+    """The one normaliser takes the Store's inputs (config ``datera_tenant_id`` and the URI's
+    tenant path) too; a UUID level is allowed (v2.1 schema, ``POST /tenants`` name)."""
+    assert normalize_tenant(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("bad", "level"),
+    [("/root/a b", "a b"), ("x/.hidden", ".hidden"), ("a/-b/c", "-b"), ("a/b$", "b$")],
+)
+def test_bad_tenant_message_names_the_value_and_the_rule(bad: str, level: str) -> None:
+    """EDF's tenant name rule (v2.1 schema, ``POST /tenants``: letters, digits, '_', '-', '.',
+    not starting with '-' or '.'); the Store turns the ValueError into its own error, so the
+    message must say what was wrong on its own."""
+    with pytest.raises(ValueError) as info:
+        normalize_tenant(bad)
+    message = str(info.value)
+    assert repr(bad) in message and repr(level) in message
+    assert "letters, digits" in message
 
 
 @pytest.mark.parametrize(
@@ -128,6 +167,17 @@ def test_verification_off_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert "verification is OFF" in caplog.text
     client.system()
     assert {c.verify for c in fake.calls} == {False}
+
+
+def test_requests_leave_the_warning_filters_alone() -> None:
+    """``warnings.filters`` is process-wide and changing it is not thread-safe: a request with
+    verification off must not touch it (the tests silence urllib3 in pyproject.toml)."""
+    fake = FakeSession().on("GET", "/v2.2/system", ok({}))
+    client = make_client(fake, ssl_verify=False)
+    before = list(warnings.filters)
+    client.system()
+    client.system()
+    assert warnings.filters == before
 
 
 def test_plain_http_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
@@ -327,6 +377,49 @@ def test_list_prefix_regex_characters_escaped() -> None:
     fake = FakeSession().on("GET", "/v2.2/app_instances", ok([], metadata={}))
     make_client(fake).list_app_instances("img.v1")
     assert fake.api_calls()[0].params["filter"] == r"match(name,^img\.v1.*)"
+
+
+AI_BY_NAME = "/v2.2/app_instances/OS-IMAGE-1"
+
+
+def test_lookup_is_one_get_by_name() -> None:
+    """EDF addresses an app instance by id or by name (v2.1 schema, ``/app_instances/:id``
+    fmthelp; the SDK's ``dat_jank.post_to_get`` GETs ``app_instances/<name>``)."""
+    fake = FakeSession().on("GET", AI_BY_NAME, ok(ai_json("OS-IMAGE-1", ai_id="y")))
+    found = make_client(fake).lookup_app_instance("OS-IMAGE-1")
+    assert found is not None and found.id == "y"
+    assert [(c.method, c.path, c.params) for c in fake.api_calls()] == [("GET", AI_BY_NAME, {})]
+
+
+def test_lookup_of_an_absent_name_is_none() -> None:
+    fake = FakeSession().on("GET", AI_BY_NAME, edf_error(404, "NotFoundError", "no such AI"))
+    assert make_client(fake).lookup_app_instance("OS-IMAGE-1") is None
+    assert len(fake.api_calls()) == 1
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        edf_error(422, "ValidationFailedError", "id: must be a valid UUID"),
+        edf_error(400, "InvalidRequestError", "bad id"),
+    ],
+    ids=["422", "400"],
+)
+def test_lookup_refused_as_an_id_falls_back_to_the_listing(refusal: FakeResponse) -> None:
+    """The schema's ``:id`` is a UUID pattern: a cluster may refuse a name there."""
+    fake = FakeSession().on("GET", AI_BY_NAME, refusal)
+    fake.on("GET", "/v2.2/app_instances", ok([ai_json("OS-IMAGE-1", ai_id="y")], metadata={}))
+    found = make_client(fake).lookup_app_instance("OS-IMAGE-1")
+    assert found is not None and found.id == "y"
+    assert fake.api_calls()[-1].params["filter"] == "name=OS-IMAGE-1"
+
+
+def test_lookup_answered_by_another_app_instance_asks_the_listing() -> None:
+    """A name that is some other app instance's id reaches that one: trust only the name."""
+    fake = FakeSession().on("GET", AI_BY_NAME, ok(ai_json("other", ai_id="OS-IMAGE-1")))
+    fake.on("GET", "/v2.2/app_instances", ok([], metadata={}))
+    assert make_client(fake).lookup_app_instance("OS-IMAGE-1") is None
+    assert [c.path for c in fake.api_calls()] == [AI_BY_NAME, "/v2.2/app_instances"]
 
 
 def test_find_by_exact_name() -> None:

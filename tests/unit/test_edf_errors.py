@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from datera_glance.edf import errors
-from tests.unit.test_edf_fakes import FakeResponse, FakeSession, edf_error, make_client
+from tests.plugins.edf_fakes import FakeResponse, FakeSession, edf_error, make_client
 
 PATH = "/v2.2/app_instances/x"
 

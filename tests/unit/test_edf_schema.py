@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 import datera_glance
-from tests.unit.test_edf_fakes import (
+from tests.plugins.edf_fakes import (
     Call,
     FakeResponse,
     FakeSession,

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from datera_glance.edf import errors
-from tests.unit.test_edf_fakes import (
+from tests.plugins.edf_fakes import (
     PASSWORD,
     FakeResponse,
     FakeSession,

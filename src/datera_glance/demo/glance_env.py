@@ -175,15 +175,27 @@ class GlanceVenv:
     :param repo: the source checkout to build from
     :param cache_dir: where venvs and builds live (default ``<repo>/.cache``)
     :param log: progress messages for people (the demo prints them)
+    :param glance_patches: patches for glance's source (``patch -p1`` in site-packages, such
+        as those in ``contrib/``), applied to a copy of glance's package that goes ahead of it
+        on ``PYTHONPATH``; the cached venv itself stays as pip installed it
     """
 
-    def __init__(self, repo: Path, cache_dir: Path | None = None, *, log: Logger = LOG.info):
+    def __init__(
+        self,
+        repo: Path,
+        cache_dir: Path | None = None,
+        *,
+        log: Logger = LOG.info,
+        glance_patches: Sequence[Path] = (),
+    ):
         self.repo = repo
         self.cache_dir = cache_dir or repo / ".cache"
         self._log = log
+        self.glance_patches = tuple(glance_patches)
         key = self._venv_key()
         self.venv_dir = self.cache_dir / f"glance-venv-{key}"
         self.build_dir: Path | None = None
+        self.patched_glance_dir: Path | None = None
 
     def _project_dependencies(self) -> list[str]:
         pyproject = tomllib.loads((self.repo / "pyproject.toml").read_text())
@@ -214,6 +226,8 @@ class GlanceVenv:
         with _file_lock(self.cache_dir / "glance-env.lock"):
             self._ensure_venv()
             self.build_dir = self._ensure_build()
+            if self.glance_patches:
+                self.patched_glance_dir = self._ensure_patched_glance()
         return self
 
     def _ensure_venv(self) -> None:
@@ -293,10 +307,43 @@ class GlanceVenv:
         self._prune(keep=target)
         return target
 
+    def _ensure_patched_glance(self) -> Path:
+        """A copy of the venv's ``glance`` package with ``glance_patches`` applied (cached)."""
+        digest = hashlib.sha256()
+        for patch in self.glance_patches:
+            digest.update(patch.read_bytes() + b"\0")
+        key = f"{self.venv_dir.name[-12:]}-{digest.hexdigest()[:12]}"
+        target = self.cache_dir / f"glance-patched-{key}"
+        if (target / ".complete").exists():
+            os.utime(target)
+            return target
+        self._log(
+            f"patching a copy of glance with {', '.join(p.name for p in self.glance_patches)}"
+        )
+        find = "import glance, os; print(os.path.dirname(glance.__file__))"
+        package = Path(_run([self.python, "-c", find]).strip().splitlines()[-1])
+        work = Path(tempfile.mkdtemp(prefix="glance-patched-", dir=self.cache_dir))
+        try:
+            staged = work / "target"
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(package, staged / "glance", ignore=ignore)
+            for patch in self.glance_patches:
+                _run(["patch", "-p1", "--forward", "--batch", "-d", staged, "-i", patch.resolve()],
+                     log_file=work / "patch.log")  # fmt: skip
+            (staged / ".complete").write_text(str(time.time()))
+            shutil.rmtree(target, ignore_errors=True)
+            staged.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return target
+
     def _prune(self, keep: Path) -> None:
         """Drop builds and venvs nobody used for two days (other versions, old sources)."""
         now = time.time()
-        for old in self.cache_dir.glob("datera-glance-*"):
+        for old in [
+            *self.cache_dir.glob("datera-glance-*"),
+            *self.cache_dir.glob("glance-patched-*"),
+        ]:
             if old != keep and old.is_dir() and now - old.stat().st_mtime > _STALE_BUILD_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
         for old in self.cache_dir.glob("glance-venv-*"):
@@ -311,7 +358,9 @@ class GlanceVenv:
         if self.build_dir is None:
             raise RuntimeError("call ensure() first")
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
-        env["PYTHONPATH"] = str(self.build_dir)
+        # A patched copy of glance, if any, shadows the venv's stock one.
+        paths = [self.patched_glance_dir, self.build_dir]
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p is not None)
         env["PATH"] = f"{self.venv_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra or {})
         return env

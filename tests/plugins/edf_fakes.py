@@ -1,4 +1,4 @@
-"""Shared fakes for the EDF client unit tests (this module holds no tests).
+"""Shared fakes for the EDF client unit tests (imported by them; no fixtures).
 
 ``FakeSession`` stands in for ``requests.Session`` where the real simulator cannot be made to
 misbehave deterministically: scripted statuses, dropped connections, Retry-After. ``FakeClock``
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from requests.structures import CaseInsensitiveDict
 
 from datera_glance.edf import ClientConfig, EdfClient
+from datera_glance.edf.transport import RequestHook
 
 PASSWORD = "S3cret_pa55word"
 
@@ -167,6 +168,7 @@ def make_client(
     clock: FakeClock | None = None,
     random: float = 0.5,
     page_size: int = 500,
+    on_request: RequestHook | None = None,
     **config: Any,
 ) -> EdfClient:
     """An EdfClient on the fake session; config defaults to an https cluster pinned to 2.2."""
@@ -186,6 +188,7 @@ def make_client(
         random=lambda: random,
         wall_clock=lambda: 1_700_000_000.0,
         page_size=page_size,
+        on_request=on_request,
     )
 
 
