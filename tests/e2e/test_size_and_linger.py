@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from typing import Any
 
 import pytest
@@ -54,6 +55,20 @@ def test_chunked_upload_of_2_5_gib_ends_on_a_3_gib_volume(
     assert digests(glance.download(image_id)) == (md5, sha, size)
 
 
+def stopped(api: GlanceApi) -> None:
+    """Stop glance-api and wait until its port is free (workers die after the master)."""
+    api.stop()
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", api.port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    wait_until(refused, what="glance-api's port to be free")
+
+
 def ranged_reads(glance: GlanceClient, image_id: str, data: bytes, count: int) -> None:
     for i in range(count):
         start = i * units.Mi
@@ -69,6 +84,8 @@ def test_back_to_back_reads_share_a_lingering_attachment_until_delete(
     assert glance.upload(image_id, data, size=len(data)).status == 204
     assert records(glance_api, image_id) == []  # an upload does not linger
     ranged_reads(glance, image_id, data, 20)
+    # uwsgi closes the response (the store releases the attachment) just after the last byte
+    wait_until(lambda: not attach_users(glance_api, image_id), what="the last reader to go")
     [record] = records(glance_api, image_id)  # both workers read it, one attachment
     assert record["users"] == [] and record["linger"]["pid"] in glance_api.pids()
     assert glance.delete_image(image_id) == 204
@@ -83,16 +100,18 @@ def test_shutdown_ends_lingers_and_a_restart_sweeps_what_a_crash_left(
     image_id = images.create("linger-stop")
     assert glance.upload(image_id, data, size=len(data)).status == 204
     ranged_reads(glance, image_id, data, 4)
+    wait_until(lambda: not attach_users(glance_api, image_id), what="the last reader to go")
     assert records(glance_api, image_id)
-    glance_api.stop()  # SIGTERM: uwsgi stops its workers, whose exit hook detaches
+    stopped(glance_api)  # SIGTERM: uwsgi stops its workers, whose exit hook detaches
     assert records(glance_api, image_id) == []
     glance_api.start()
 
     ranged_reads(glance, image_id, data, 4)
+    wait_until(lambda: not attach_users(glance_api, image_id), what="the last reader to go")
     [record] = records(glance_api, image_id)
     assert glance_api.pid is not None
     os.killpg(glance_api.pid, signal.SIGKILL)  # a crash of the whole service: no exit hook
-    glance_api.stop()
+    stopped(glance_api)
     assert records(glance_api, image_id) == [record]  # left behind ...
     glance_api.start()  # ... until the next start sweeps it
     wait_until(lambda: records(glance_api, image_id) == [], what="the sweep at start")
