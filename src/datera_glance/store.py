@@ -339,12 +339,16 @@ class _Upload:
         LOG.debug("Growing %s from %d to %d GiB", self.ai.name, self.size_gib, new_size)
         self.close()
         # EDF resizes volumes of offline app instances only; only this writer has it attached.
-        # The attach brings it back online.
         self.parts.client.set_offline(self.ai.id, force=True)
         self.parts.client.resize_volume(self.ai.id, new_size)
+        self.parts.client.set_online(self.ai.id)
         self.size_gib = new_size
         self.resizes += 1
         return self.open()
+
+    @property
+    def growth(self) -> str:
+        return f"{self.size_gib} GiB volume, {self.resizes} resizes"
 
     def rollback(self) -> None:
         """Detach and delete the app instance; log (never raise) cleanup failures."""
@@ -623,14 +627,7 @@ class Store(driver.Store):
             raise
         uri = settings.url_prefix + image_id
         metadata = {"store": self.backend_group} if self.backend_group else {}
-        LOG.info(
-            "Stored image %s (%d bytes) as %s, %d GiB after %d resizes",
-            image_id,
-            written,
-            name,
-            upload.size_gib,
-            upload.resizes,
-        )
+        LOG.info("Stored image %s (%d bytes) as %s (%s)", image_id, written, name, upload.growth)
         return uri, written, md5.hexdigest(), multihash.hexdigest(), metadata
 
     def _check_capacity(self, parts: _Parts, size_gib: int) -> None:
