@@ -3,7 +3,7 @@
 Nothing here knows about rounds or reports (see ``suite.py``); everything here is usable from
 pytest and from ``python -m benchmarks.run`` alike.
 
-Throughput is MB/s = 10**6 bytes/s, as in ``perf-baseline.md``.
+Throughput is MB/s = 10**6 bytes/s, as dd and fio print it.
 """
 
 from __future__ import annotations

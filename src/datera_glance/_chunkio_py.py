@@ -109,7 +109,7 @@ def is_zero(buf: Buffer, length: int) -> bool:
     with memoryview(buf) as view:
         _check_span(view.nbytes, 0, length)
         words = length // 8
-        # u64 max() is the fastest numpy scan measured here (perf-baseline.md section d).
+        # u64 max() was the fastest numpy zero scan measured (against sum, any, count_nonzero).
         if words and np.frombuffer(view, np.uint64, count=words).max() != 0:
             return False
         tail = length - words * 8

@@ -100,7 +100,7 @@ def test_api_schema_is_the_real_capture_on_v21(simulator: Simulator) -> None:
     assert len([k for k in body if k.startswith("/")]) == 110
     login = body["/login"]["update"]["bodyParamSchema"]
     assert login["required"] == ["name", "password"]
-    # The packaged copy is the real capture (shared/data/edf-v2.1/api_endpoint_21.txt).
+    # The packaged copy is a real capture of a v2.1 cluster's GET /api.
     assert body == json.loads(capture.read_text())
 
 

@@ -94,10 +94,14 @@ class Collector:
             # which drops dead users, is the one code path that disconnects it.
             with contextlib.suppress(errors.NotFound), attacher.attached(image.ai):
                 pass
-        with contextlib.suppress(errors.NotFound):
-            client.set_offline(image.ai.id, force=True)
-            client.delete_app_instance(image.ai.id, force=True)
-        attacher.forget(image.ai.uuid)
+
+        def delete() -> None:
+            with contextlib.suppress(errors.NotFound):
+                client.set_offline(image.ai.id, force=True)
+                client.delete_app_instance(image.ai.id, force=True)
+
+        if not attacher.unless_attached(image.ai.uuid, delete):
+            raise RuntimeError(f"{image.ai.name} is attached on this host by a live process")
         LOG.info("Removed %s, the leftover of a dead upload", image.ai.name)
 
 
