@@ -469,25 +469,61 @@ cdef int _fill_direct(int fd, char *dst, size_t n, off_t offset, size_t bs,
     return err
 
 
-cdef int _fill_bounce(int fd, char *dst, size_t n, off_t offset, size_t bs, char *given,
-                      size_t given_size, size_t *got) noexcept nogil:
-    """The aligned span into ``given`` (if big enough) or a buffer of its own, then the
-    chunk's bytes out of it."""
+# One bounce buffer kept for the next misaligned chunk (taken and put back with the GIL
+# held): a fresh one per ranged read costs page faults on every call, more than the read.
+cdef char *_spare = NULL
+cdef size_t _spare_size = 0
+cdef size_t _SPARE_MAX = 16 * 1024 * 1024 + 64 * 1024
+
+
+cdef struct _Bounce:
+    char *buf
+    size_t size
+    bint owned  # ours to keep or free (not the caller's AlignedBuffer)
+
+
+cdef void _take_spare(_Bounce *b) noexcept:
+    global _spare, _spare_size
+    b.buf = _spare
+    b.size = _spare_size
+    b.owned = True
+    _spare = NULL
+    _spare_size = 0
+
+
+cdef void _put_spare(_Bounce *b) noexcept:
+    global _spare, _spare_size
+    if not b.owned or b.buf == NULL:
+        return
+    if b.size <= _SPARE_MAX and b.size > _spare_size:
+        free(_spare)
+        _spare, _spare_size = b.buf, b.size
+    else:
+        free(b.buf)
+    b.buf = NULL
+
+
+cdef int _fill_bounce(int fd, char *dst, size_t n, off_t offset, size_t bs, _Bounce *b,
+                      size_t *got) noexcept nogil:
+    """The aligned span into the bounce buffer (replaced by a bigger one of ours if too
+    small), then the chunk's bytes out of it."""
     cdef size_t head = <size_t>(offset % <off_t>bs)
     cdef size_t span = (head + n + bs - 1) // bs * bs
     cdef size_t done
-    cdef char *bounce = given
     cdef int err
-    if given == NULL or given_size < span:
-        bounce = NULL
-        if posix_memalign(<void **>&bounce, _page_size, span) != 0:
+    if b.buf == NULL or b.size < span:
+        if b.owned:
+            free(b.buf)
+        b.buf = NULL
+        b.owned = True
+        if posix_memalign(<void **>&b.buf, _page_size, span) != 0:
+            b.buf = NULL
             return ENOMEM
-    err = _pread_all(fd, bounce, span, offset - <off_t>head, &done)
+        b.size = span
+    err = _pread_all(fd, b.buf, span, offset - <off_t>head, &done)
     if not err:
         got[0] = n if done >= head + n else (done - head if done > head else 0)
-        memcpy(dst, bounce + head, got[0])
-    if bounce != given:
-        free(bounce)
+        memcpy(dst, b.buf + head, got[0])
     return err
 
 
@@ -515,10 +551,12 @@ def read_chunk(int fd, object chunk, off_t offset, Py_ssize_t block_size, object
     dst = PyBytes_AS_STRING(chunk)
     n = <size_t>PyBytes_GET_SIZE(chunk)
     cdef Py_buffer given
-    given.buf = NULL
-    given.len = 0
+    cdef _Bounce b
     if bounce is not None:
         PyObject_GetBuffer(bounce, &given, PyBUF_WRITABLE)
+        b.buf, b.size, b.owned = <char *>given.buf, <size_t>given.len, False
+    else:
+        _take_spare(&b)
     try:
         with nogil:
             if bs == 1:
@@ -526,11 +564,11 @@ def read_chunk(int fd, object chunk, off_t offset, Py_ssize_t block_size, object
             else:
                 err = _fill_direct(fd, dst, n, offset, bs, &got)
                 if err == -1 or err == EINVAL:
-                    err = _fill_bounce(fd, dst, n, offset, bs, <char *>given.buf,
-                                       <size_t>given.len, &got)
+                    err = _fill_bounce(fd, dst, n, offset, bs, &b, &got)
     finally:
         if bounce is not None:
             PyBuffer_Release(&given)
+        _put_spare(&b)
     if err:
         raise _os_error(err, path)
     if got < n:

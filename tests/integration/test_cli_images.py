@@ -188,3 +188,45 @@ def test_put_verbose_logs_no_secrets(
     assert secret not in everything
     assert not re.search(r"\b[0-9a-f]{32}\b", everything)
     assert upload_state.HEARTBEAT in cli.json("show", cli.json("ls")["images"][0]["id"])["metadata"]
+
+
+def test_progress_bar_only_on_a_terminal(simulator: Simulator, cli: Cli, tmp_path: Path) -> None:
+    """A tqdm bar goes to stderr when it is a TTY; stdout keeps only the result."""
+    import pty
+    import subprocess
+    import threading
+
+    from tests.plugins.cli import SCRIPT
+
+    path, _ = image_file(tmp_path)
+    master, slave = pty.openpty()
+    err = bytearray()
+
+    def drain() -> None:  # read while it runs: a full pty buffer would block the command
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer is gone
+                return
+            if not chunk:
+                return
+            err.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        proc = subprocess.run(
+            [str(SCRIPT), "put", str(path), "--config-file", str(cli.conf), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    text = err.decode("utf-8", errors="replace")
+    assert proc.returncode == 0, text
+    assert "put:" in text and "%|" in text, text
+    assert '"location"' in proc.stdout.decode() and "put:" not in proc.stdout.decode()

@@ -101,6 +101,16 @@ class Target:
             block_size = 1  # the page cache takes any offset and length
         return cls(path, fd, direct, block_size, capacity, is_block, is_regular)
 
+    @property
+    def read_alignment(self) -> int:
+        """What reads are aligned to: at least a page where O_DIRECT would take less.
+
+        Storage under a 512-byte-sector device is usually 4 KiB underneath; a read that starts
+        off a 4 KiB boundary measured 1.5 x slower per 1 MiB on the loop simulator. Reading
+        into the last partial page of a device only comes back short.
+        """
+        return max(self.block_size, FILE_BLOCK_SIZE) if self.block_size > 1 else 1
+
     def fsync(self) -> None:
         try:
             os.fsync(self.fd)

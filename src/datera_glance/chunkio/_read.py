@@ -45,7 +45,7 @@ class ReadWorker:
 
     def _loop(self, core: ModuleType, target: Target) -> None:
         read_chunk, done, bounce = core.read_chunk, self.done, self.bounce
-        fd, path, block_size = target.fd, target.path, target.block_size
+        fd, path, block_size = target.fd, target.path, target.read_alignment
         while (request := self.requests.get()) is not None:
             if self.stopping:  # the generator was closed: skip the read still queued
                 continue
@@ -73,7 +73,7 @@ class ReadPipeline:
         self.core = core
         self.target = target
         # A core that copies needs a buffer per worker for the whole aligned span.
-        self.bounce_size = 0 if core.ZERO_COPY_READS else buffer_size + target.block_size
+        self.bounce_size = 0 if core.ZERO_COPY_READS else buffer_size + target.read_alignment
         self.depth = depth
         self.workers: list[ReadWorker] = []
         self.ring: deque[ReadWorker] = deque()  # requests out, oldest first
@@ -150,7 +150,9 @@ class Reader:
             chunks = _Chunks(self.core, self.offset, end, buffer_size)
             if self.length <= buffer_size:
                 chunk, pos = chunks.next()
-                yield self.core.read_chunk(target.fd, chunk, pos, target.block_size, target.path)
+                yield self.core.read_chunk(
+                    target.fd, chunk, pos, target.read_alignment, target.path
+                )
                 return
             with ReadPipeline(self.core, target, buffer_size, depth) as pipe:
                 yield from self._loop(pipe, chunks)

@@ -20,7 +20,7 @@ from typing import Any
 
 from datera_glance import upload_state
 from datera_glance.cli import config, images, output
-from datera_glance.cli.errors import explain
+from datera_glance.cli.errors import CliError, explain
 from datera_glance.edf import errors
 
 LOG = logging.getLogger(__name__)
@@ -101,7 +101,10 @@ class Collector:
                 client.delete_app_instance(image.ai.id, force=True)
 
         if not attacher.unless_attached(image.ai.uuid, delete):
-            raise RuntimeError(f"{image.ai.name} is attached on this host by a live process")
+            raise CliError(
+                f"{image.ai.name} is attached on this host by a live process",
+                "it is in use; gc leaves it",
+            )
         LOG.info("Removed %s, the leftover of a dead upload", image.ai.name)
 
 

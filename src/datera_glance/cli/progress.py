@@ -3,6 +3,7 @@ final ``bytes / seconds / MB/s`` line (MB = 10**6 bytes, as ``dd`` and the bench
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,16 @@ from tqdm import tqdm
 def rate_line(nbytes: int, seconds: float) -> str:
     rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
     return f"{nbytes} bytes in {seconds:.2f} s, {rate:.1f} MB/s"
+
+
+def _shape(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and lines; 80 x 24 where it reports none (a fresh pty is 0 x 0,
+    and tqdm then hides its bar as if it were below the screen)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError):
+        return 80, 24
+    return size.columns or 80, size.lines or 24
 
 
 class Progress:
@@ -34,6 +45,7 @@ class Progress:
         self.seconds = 0.0
         self._bar: Any = None
         if self.stream.isatty():
+            columns, lines = _shape(self.stream)
             self._bar = tqdm(
                 total=total or None,
                 desc=label,
@@ -41,6 +53,8 @@ class Progress:
                 unit_scale=True,
                 unit_divisor=1024,
                 file=self.stream,
+                ncols=columns,
+                nrows=lines,
                 leave=False,
             )
 
