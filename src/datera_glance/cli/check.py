@@ -90,7 +90,15 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _cluster(target: config.Target) -> Iterator[Result]:
     s, client = target.settings, target.client
-    system = client.system()
+    try:
+        # The Store meets the cluster (and makes its tenant) at its first operation, not in
+        # configure: this is where an unreachable cluster or a refused login shows.
+        client.ensure_tenant()
+        system = client.system()
+    except edf.EdfError as exc:
+        problem = explain(exc)
+        yield Result("cluster", ERROR, f"{s.san_ip}:{s.san_port}: {problem.message}", problem.fix)
+        return
     yield Result(
         "cluster",
         OK,
