@@ -154,7 +154,9 @@ def test_calls_of_an_original_driver_image(simulator: Simulator, counted: Counte
     client = counted.store._configured().client
     ai = client.create_app_instance(f"OS-{image_id}", uuid=image_id, size_gib=1)
     client.put_metadata(ai.id, {"type": "image", "length": "0"})
-    loc = counted.location(f"datera://{simulator.host}:{simulator.port}/app_instances/OS-{image_id}")
+    loc = counted.location(
+        f"datera://{simulator.host}:{simulator.port}/app_instances/OS-{image_id}"
+    )
     assert counted.calls(lambda: counted.store.get_size(loc)) == GET_SIZE
     assert counted.calls(lambda: counted.store.delete(loc)) == DELETE
 
