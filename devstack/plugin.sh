@@ -129,7 +129,7 @@ function start_datera_glance_simulator {
     set +o xtrace  # the command line holds the password
     mkdir -p "$DATERA_GLANCE_SIM_DATA_DIR"
     cmd="$GLANCE_BIN_DIR/datera-glance simulator --host 127.0.0.1"
-    cmd+=" --port $DATERA_GLANCE_SIM_PORT --backend $DATERA_GLANCE_SIM_BACKEND"
+    cmd+=" --port $DATERA_GLANCE_SIM_PORT --media $DATERA_GLANCE_SIM_MEDIA"
     cmd+=" --data-dir $DATERA_GLANCE_SIM_DATA_DIR --capacity $DATERA_GLANCE_SIM_CAPACITY"
     cmd+=" --user $DATERA_SAN_LOGIN --password $DATERA_SAN_PASSWORD"
     run_process datera-glance-sim "$cmd" "" root

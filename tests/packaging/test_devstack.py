@@ -21,7 +21,7 @@ from glance_store import multi_backend
 from oslo_config import cfg
 from stevedore import driver
 
-from datera_glance import options
+from datera_glance import cli, options
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store
 
@@ -238,8 +238,11 @@ def test_phases(devstack: Devstack) -> None:
     assert done.returncode == 0, done.stderr
     [start] = devstack.calls[-1:]
     assert start.startswith(f"run_process datera-glance-sim {devstack.base}/venv/bin/datera-glance")
-    assert " simulator --host 127.0.0.1 --port 7717 --backend loop " in start
+    assert " simulator --host 127.0.0.1 --port 7717 --media loop " in start
     assert start.endswith(" root")
+    # The flags are the installed command's: its own parser accepts them.
+    args = cli.build_parser().parse_args(start.split()[3:-1])
+    assert (args.command, args.port, args.media) == ("simulator", 7717, "loop")
     assert "datera:datera" in devstack.api_conf.read_text()
     devstack.run("", phase="unstack")
     assert devstack.calls[-1] == "stop_process datera-glance-sim"
