@@ -66,7 +66,7 @@ def records(store: Store) -> list[Path]:
     ("method", "path"),
     [
         ("PUT", r"^/app_instances/[^/]+/metadata$"),  # the last step of add
-        ("GET", r"^/app_instances/[^/]+$"),  # attach reads the app instance
+        ("GET", r"^/app_instances/[0-9a-f-]{36}$"),  # attach reads the app instance, by id
     ],
 )
 def test_edf_404_during_add_is_a_backend_error_and_rolls_back(
