@@ -10,11 +10,20 @@ A record's device path and owner feed ``sudo glance-rootwrap chown``: records li
 directory no other user can write, and a record that does not parse or names a device that is
 not its app instance's is ignored (and logged). Failures of os-brick, privsep and rootwrap
 are ``AttachError``: their own types mean nothing to glance.
+
+After its last user, an attachment lingers for ``AttachSettings.linger`` seconds (the record
+stays, without users), so back-to-back reads of one image attach once. The process that
+released it last ends the linger with a timer; a reader that comes meanwhile, from any process,
+joins it. ``close()`` (also run at interpreter exit) ends this process's lingers; the records a
+crashed process left (no live user, no live linger, or an earlier boot) are detached by
+``sweep()`` when the store starts again.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -26,7 +35,9 @@ import socket
 import stat
 import tempfile
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -88,6 +99,35 @@ ConnectorFactory = Callable[[str, str], Connector]
 #: ``processutils.execute``-compatible: ``executor(*cmd, run_as_root=..., root_helper=...)``.
 Executor = Callable[..., Any]
 
+
+class Timer(Protocol):
+    """A pending call; ``cancel()`` before it runs prevents it."""
+
+    def cancel(self) -> None: ...
+
+
+#: ``timer(delay, callback) -> Timer``: run ``callback`` once, ``delay`` seconds from now.
+TimerFactory = Callable[[float, Callable[[], None]], Timer]
+
+
+def thread_timer(delay: float, callback: Callable[[], None]) -> Timer:
+    """A daemon ``threading.Timer``: a pending linger never holds up exit (``close()`` runs
+    at exit and detaches first)."""
+    timer = threading.Timer(delay, callback)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def boot_id() -> str:
+    """This boot of the host: records from an earlier boot describe devices that are gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 _privsep_lock = threading.Lock()
 _privsep_ready = False
 
@@ -142,6 +182,7 @@ class AttachSettings:
     chap_key: bytes = field(default=b"", repr=False)  # derives CHAP secrets; never logged
     rootwrap_config: str = "/etc/glance/rootwrap.conf"
     wait_timeout: float = 120.0
+    linger: float = 0.0  # seconds an attachment stays after its last user; 0: detach at once
 
     @property
     def root_helper(self) -> str:
@@ -203,6 +244,13 @@ class Attachment:
             self._closed = True
             self._attacher._release(self._key, self._token, self._state)
 
+    def detach(self) -> None:
+        """Like ``close()``, but a last user detaches at once: the caller takes the volume
+        offline next (an upload's growth)."""
+        if not self._closed:
+            self._closed = True
+            self._attacher._release(self._key, self._token, self._state, linger=False)
+
     def __enter__(self) -> Attachment:
         return self
 
@@ -219,6 +267,8 @@ class Attacher:
     :param executor: runs privileged commands (the temporary ``chown``); tests inject a fake.
     :param geteuid: the user glance-api runs as; tests play a non-root glance-api.
     :param by_path_dir: where udev links iSCSI LUNs; tests use their own directory.
+    :param clock: seconds, the same in every process of this boot (``time.monotonic``).
+    :param timer: schedules the end of a linger; tests inject one they fire by hand.
     """
 
     def __init__(
@@ -230,6 +280,8 @@ class Attacher:
         executor: Executor | None = None,
         geteuid: Callable[[], int] = os.geteuid,
         by_path_dir: str = BY_PATH_DIR,
+        clock: Callable[[], float] = time.monotonic,
+        timer: TimerFactory = thread_timer,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -241,6 +293,7 @@ class Attacher:
         self._initiator: models.Initiator | None = None
         self._init_lock = threading.Lock()
         self._conn_lock = threading.Lock()
+        self._lingers = _Lingers(clock, timer)
         self._check_lock_path()
 
     # -- public ------------------------------------------------------------------------------
@@ -258,12 +311,15 @@ class Attacher:
                     ai.name,
                 )
                 state = {}
-            if state.get("users") and state.get("device_info"):
-                state["users"].append(token)
+            if state.get("device_info") and (state.get("users") or self._lingering(state)):
+                if state.pop("linger", None):
+                    self._lingers.cancel(key)  # if this process runs it; else it finds out
+                state["users"] = [*state.get("users", []), token]
                 self._save(key, state)
                 return Attachment(self, key, token, state)
             stale_uid = state.get("orig_uid")
             state = self._connect(ai)
+            state["boot"] = self._lingers.boot
             if state["orig_uid"] is None and stale_uid is not None:
                 # A crashed worker left the device chowned: restore the owner it recorded.
                 state["orig_uid"] = stale_uid
@@ -284,18 +340,64 @@ class Attacher:
         finally:
             attachment.close()
 
+    def forget(self, ai_uuid: str) -> None:
+        """Drop this host's record of a deleted app instance, unless someone still uses it."""
+        self.unless_attached(ai_uuid, lambda: None)
+
     def unless_attached(self, ai_uuid: str, action: Callable[[], None]) -> bool:
         """Run ``action`` (deleting the app instance) unless a user on this host has it
         attached, then drop its record; return whether it ran. Holds the attach lock, so no
         one attaches it meanwhile."""
         key = self._key(ai_uuid)
+        self._lingers.cancel(key)
         with self._locked(key):
-            if self._load(key).get("users"):
+            state = self._load(key)
+            if state.get("users"):
                 return False
+            if state.get("device_info"):
+                self._drop(key, state)  # a lingering attachment goes before the volume
             action()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._state_file(key))
             return True
+
+    def detach_idle(self, ai_uuid: str) -> None:
+        """Detach this host's attachment of ``ai_uuid`` unless a reader holds it (a lingering
+        one is idle): before the app instance goes offline for good (delete, gc)."""
+        key = self._key(ai_uuid)
+        self._lingers.cancel(key)
+        with self._locked(key):
+            state = self._load(key)
+            if state and not state.get("users"):
+                self._drop(key, state)
+
+    def close(self) -> None:
+        """End every linger this process runs: detach now (``Store.close``, and at exit)."""
+        for key, linger_id in self._lingers.take_all():
+            self._end_linger(key, linger_id)
+
+    def sweep(self) -> list[str]:
+        """Detach what dead processes of this host left attached to this cluster and tenant:
+        records without a live user or a live linger. Run when the store starts."""
+        pattern = os.path.basename(self._state_file(self._key("*")))
+        head, _, tail = pattern.partition("*")
+        swept = []
+        for name in sorted(os.listdir(self._settings.lock_path)):
+            if not fnmatch.fnmatchcase(name, pattern):
+                continue
+            key = self._key(name[len(head) : len(name) - len(tail)])
+            try:
+                with self._locked(key):
+                    state = self._load(key)
+                    if state.get("users") or self._lingers.alive(state.get("linger")):
+                        continue
+                    self._drop(key, state)
+                swept.append(key)
+            except Exception:
+                LOG.exception("Could not clean up the attach record %s", name)
+        if swept:
+            LOG.info("Detached %d attachments left by stopped processes", len(swept))
+        return swept
 
     def host_initiator(self) -> models.Initiator:
         """This host's initiator, registered on the cluster (shared; never removed)."""
@@ -391,7 +493,9 @@ class Attacher:
             self._client.set_chap(current.id, *chap)
         return chap
 
-    def _release(self, key: str, token: str, attached: dict[str, Any]) -> None:
+    def _release(
+        self, key: str, token: str, attached: dict[str, Any], *, linger: bool = True
+    ) -> None:
         with self._locked(key):
             state = self._load(key)
             users = [u for u in state.get("users", []) if u != token]
@@ -399,11 +503,40 @@ class Attacher:
                 state["users"] = users
                 self._save(key, state)
                 return
-            try:
-                self._disconnect(attached)  # what was attached, not what the file says now
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._state_file(key))
+            if linger and self._settings.linger > 0 and state.get("device_info"):
+                state["users"] = []
+                state["linger"] = self._lingers.start(key, self._settings.linger, self._end_linger)
+                self._save(key, state)
+                return
+            self._drop(key, attached)  # what was attached, not what the file says now
+
+    def _drop(self, key: str, state: dict[str, Any]) -> None:
+        """Disconnect the record's device (unless an earlier boot took it) and remove it."""
+        try:
+            if state.get("device_info") and state.get("boot", self._lingers.boot) == (
+                self._lingers.boot
+            ):
+                self._disconnect(state)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file(key))
+
+    def _lingering(self, state: dict[str, Any]) -> bool:
+        """Is the record's idle attachment still connected (lingering, this boot)?"""
+        linger = state.get("linger")
+        return isinstance(linger, dict) and linger.get("boot") == self._lingers.boot
+
+    def _end_linger(self, key: str, linger_id: str) -> None:
+        """Timer callback: detach unless a reader joined or someone lingers anew since."""
+        self._lingers.forget(key, linger_id)
+        try:
+            with self._locked(key):
+                state = self._load(key)
+                if state.get("users") or (state.get("linger") or {}).get("id") != linger_id:
+                    return
+                self._drop(key, state)
+        except Exception:
+            LOG.exception("Detaching a lingering attachment failed")
 
     def _disconnect(self, state: dict[str, Any]) -> None:
         path = state["device_info"]["path"]
@@ -525,6 +658,72 @@ def _valid_record(record: Any) -> dict[str, Any]:
         if not isinstance(props, dict):
             raise ValueError("bad props")
     return record
+
+
+class _Lingers:
+    """This process's pending ends of lingers: key -> (linger id, timer)."""
+
+    def __init__(self, clock: Callable[[], float], timer: TimerFactory) -> None:
+        self.boot = boot_id()
+        self._clock = clock
+        self._timer = timer
+        self._pending: dict[str, tuple[str, Timer]] = {}
+        self._lock = threading.Lock()
+        self._at_exit = False
+
+    def start(self, key: str, seconds: float, end: Callable[[str, str], None]) -> dict[str, Any]:
+        """Schedule ``end(key, id)`` in ``seconds``; return the record's ``linger`` entry."""
+        linger_id = uuid.uuid4().hex
+        timer = self._timer(seconds, lambda: end(key, linger_id))
+        with self._lock:
+            previous = self._pending.pop(key, None)
+            self._pending[key] = (linger_id, timer)
+            if not self._at_exit:
+                # Weak: the exit hook does not keep a dropped store's attacher alive.
+                atexit.register(_close_at_exit, weakref.ref(self), weakref.WeakMethod(end))
+                self._at_exit = True
+        if previous is not None:
+            previous[1].cancel()
+        return {"id": linger_id, "pid": os.getpid(), "boot": self.boot,
+                "until": self._clock() + seconds}  # fmt: skip
+
+    def forget(self, key: str, linger_id: str) -> None:
+        with self._lock:
+            if self._pending.get(key, ("",))[0] == linger_id:
+                del self._pending[key]
+
+    def cancel(self, key: str) -> None:
+        with self._lock:
+            pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
+
+    def take_all(self) -> list[tuple[str, str]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for _linger_id, timer in pending.values():
+            timer.cancel()
+        return [(key, linger_id) for key, (linger_id, _timer) in pending.items()]
+
+    def alive(self, linger: dict[str, Any] | None) -> bool:
+        """A linger of this boot whose process runs and whose time is not up."""
+        if not linger:
+            return False
+        return (
+            linger.get("boot") == self.boot
+            and _alive(int(linger.get("pid", 0)))
+            and float(linger.get("until", 0.0)) > self._clock()
+        )
+
+
+def _close_at_exit(
+    lingers_ref: weakref.ref[_Lingers], end_ref: weakref.WeakMethod[Callable[[str, str], None]]
+) -> None:
+    """glance-api's shutdown: nothing of this process lingers past it."""
+    lingers, end = lingers_ref(), end_ref()
+    if lingers is not None and end is not None:
+        for key, linger_id in lingers.take_all():
+            end(key, linger_id)
 
 
 def _alive(pid: int) -> bool:

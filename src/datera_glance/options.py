@@ -34,6 +34,7 @@ DEFAULT_IO_DEPTH = 4
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_RETRY_DEADLINE = 120.0
 DEFAULT_ROOTWRAP_CONFIG = "/etc/glance/rootwrap.conf"
+DEFAULT_ATTACH_LINGER = 30.0
 
 _OPTS: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -131,9 +132,15 @@ Possible values:
         help="""
 Growth step, in bytes, for uploads whose size is not known in advance.
 
-An upload without a size (a chunked upload) starts with a volume of
-``datera_default_image_size`` GiB; whenever it is full, the volume grows by this step, rounded
-up to whole GiB, and the step doubles after each growth, up to 64 GiB.
+An upload without a size (a chunked upload, a ``web-download`` import from a server that sends
+no Content-Length) starts with a volume of ``datera_default_image_size`` GiB; whenever it is
+full, the volume grows by this step, rounded up to whole GiB (at most 64 GiB). Each growth
+detaches the volume, takes it offline, resizes it, brings it online and attaches it again.
+
+With the default, 1 GiB, the volume ends at the smallest whole GiB that holds the image. EDF
+cannot shrink a volume, and Datera's Cinder driver clones an image's volume and then sets the
+size the user asked for, so a volume larger than the image's size in GiB breaks that clone.
+A larger step means fewer resizes but a volume up to one step larger than needed.
 
 This option no longer decides how much memory a transfer uses: data is copied through a few
 buffers of ``datera_io_buffer_size`` bytes whatever this value is.
@@ -239,6 +246,9 @@ Related options:
         help="""
 Initial volume size, in GiB, of an upload whose size is not known in advance.
 
+Also the smallest volume such an upload ends on: above 1, small images get volumes larger
+than they need.
+
 Related options:
     * datera_chunk_size
 """,
@@ -323,6 +333,24 @@ Path to the rootwrap configuration used for privileged commands.
 Commands run as ``sudo glance-rootwrap <this file> ...``: os-brick's privsep helper, and the
 temporary ``chown`` of an attached device when glance-api does not run as root. The shipped
 ``etc/glance/rootwrap.d/images.filters`` lists what is allowed.
+""",
+    ),
+    cfg.FloatOpt(
+        "datera_attach_linger",
+        default=DEFAULT_ATTACH_LINGER,
+        min=0,
+        help="""
+Seconds an image's volume stays attached to this host after its last reader.
+
+Reads of one image that follow each other within this time (instances booting one after
+another from the same image) attach the volume once instead of paying an iSCSI login and
+logout each. The count of readers is shared by every glance-api process of the host.
+Deleting the image detaches a lingering attachment first; glance-api's shutdown detaches
+every one, and after a crash the next start of glance-api detaches what was left.
+
+Possible values:
+    * 0: detach as soon as the last reader is done
+    * A positive number of seconds
 """,
     ),
 ]

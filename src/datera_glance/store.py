@@ -42,6 +42,8 @@ from datera_glance.attach import (
     AttachSettings,
     ConnectorFactory,
     Executor,
+    TimerFactory,
+    thread_timer,
 )
 from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize_tenant
 
@@ -150,6 +152,7 @@ class StoreSettings:
     retry_deadline: float
     rootwrap_config: str
     lock_path: str
+    attach_linger: float = 0.0
 
     @classmethod
     def from_conf(cls, group: Any, lock_path: str, store_name: str) -> StoreSettings:
@@ -207,6 +210,7 @@ class StoreSettings:
             retry_deadline=float(get("retry_deadline")),
             rootwrap_config=get("rootwrap_config"),
             lock_path=lock_path,
+            attach_linger=float(get("attach_linger")),
         )
         settings.client_config()  # ClientConfig's own checks, now rather than at first use
         return settings
@@ -251,6 +255,7 @@ class StoreSettings:
             chap_key=self.password.encode(),
             rootwrap_config=self.rootwrap_config,
             wait_timeout=max(self.retry_deadline, 30.0),
+            linger=self.attach_linger,
         )
 
 
@@ -281,7 +286,12 @@ class _Parts:
     def _delete(self, ai: models.AppInstance) -> None:
         with contextlib.suppress(errors.NotFound):
             self.client.set_offline(ai.id, force=True)
-            self.client.delete_app_instance(ai.id, force=True)
+            try:
+                self.client.delete_app_instance(ai.id, force=True)
+            except errors.Conflict as exc:
+                # The cluster keeps it whole (clones do not hold it on EDF, see
+                # tests/unit/test_store_clones.py); glance answers 409 and keeps the image.
+                raise exceptions.InUseByStore() from exc
 
 
 def ai_name(image_id: str) -> str:
@@ -366,6 +376,7 @@ class _Upload:
         self.ai = ai
         self.size_gib = size_gib
         self.step_gib = parts.settings.growth_step_gib
+        self.resizes = 0
         self.attachment: Attachment | None = None
 
     def open(self) -> str:
@@ -375,23 +386,32 @@ class _Upload:
     def close(self) -> None:
         attachment, self.attachment = self.attachment, None
         if attachment is not None:
-            attachment.close()
+            attachment.detach()  # no lingering: a growth takes the volume offline next
 
     def grow(self, written: int) -> str:
-        """The copier's ``grow`` callback: resize offline, reattach, return the new path."""
-        client = self.parts.client
-        self.close()
+        """The copier's ``grow`` callback: resize offline, reattach, return the new path.
+
+        The volume grows by one step (1 GiB by default) each time it is full, never by more:
+        EDF cannot shrink a volume, and Datera's Cinder driver clones the image's volume and
+        then sets the requested size, which fails when the image's volume is the larger. So
+        the final volume is the smallest one on the step grid that holds the image.
+        """
         new_size = self.size_gib + self.step_gib
         while new_size * units.Gi <= written:
             new_size += self.step_gib
         LOG.debug("Growing %s from %d to %d GiB", self.ai.name, self.size_gib, new_size)
+        self.close()
         # EDF resizes volumes of offline app instances only; only this writer has it attached.
-        client.set_offline(self.ai.id, force=True)
-        client.resize_volume(self.ai.id, new_size)
-        client.set_online(self.ai.id)
+        self.parts.client.set_offline(self.ai.id, force=True)
+        self.parts.client.resize_volume(self.ai.id, new_size)
+        self.parts.client.set_online(self.ai.id)
         self.size_gib = new_size
-        self.step_gib = min(self.step_gib * 2, MAX_GROWTH_STEP_GIB)
+        self.resizes += 1
         return self.open()
+
+    @property
+    def growth(self) -> str:
+        return f"{self.size_gib} GiB volume, {self.resizes} resizes"
 
     def rollback(self) -> None:
         """Detach and delete the app instance; log (never raise) cleanup failures."""
@@ -462,6 +482,7 @@ class Store(driver.Store):
     :param connector_factory: builds os-brick connectors (tests inject a fake).
     :param executor: runs privileged commands (tests inject a fake).
     :param client_factory: builds the EDF client from a ``ClientConfig``.
+    :param timer: schedules the end of lingering attachments (tests fire it by hand).
     """
 
     _CAPABILITIES = (
@@ -480,8 +501,10 @@ class Store(driver.Store):
         connector_factory: ConnectorFactory | None = None,
         executor: Executor | None = None,
         client_factory: ClientFactory | None = None,
+        timer: TimerFactory | None = None,
     ) -> None:
         super().__init__(conf, backend=backend)
+        self._timer = timer
         self._copier = copier
         self._connector_factory = connector_factory
         self._executor = executor
@@ -538,6 +561,7 @@ class Store(driver.Store):
                 settings.attach_settings(),
                 connector_factory=self._connector_factory,
                 executor=self._executor,
+                timer=self._timer or thread_timer,
             )
         except (OSError, AttachError) as e:
             client.close()
@@ -550,6 +574,7 @@ class Store(driver.Store):
         self.READ_CHUNKSIZE = self.WRITE_CHUNKSIZE = settings.io_buffer_size
         self._url_prefix = self._glance_prefix(settings)
         self._parts = _Parts(settings, client, attacher, copier)
+        self._sweep(attacher)
         LOG.info(
             "Datera store %s: cluster %s:%s, tenant %s, %s copier core (the cluster is "
             "contacted at the first operation)",
@@ -578,6 +603,14 @@ class Store(driver.Store):
         datera = [name for name, kind in enabled.items() if kind == SCHEME]
         return settings.cluster_prefix if datera == [self.backend_group] else settings.url_prefix
 
+    def _sweep(self, attacher: Attacher) -> None:
+        """Detach what a crashed glance-api of this host left attached (local work only: no
+        cluster call, so an outage cannot fail the start)."""
+        try:
+            attacher.sweep()
+        except Exception:
+            LOG.exception("Datera store %s: cleaning up stale attachments failed", self._name)
+
     @property
     def settings(self) -> StoreSettings:
         """The configuration ``configure_add`` read (BackendException before that)."""
@@ -588,6 +621,7 @@ class Store(driver.Store):
         store do). Safe to call on a store that was never configured."""
         parts = self._parts
         if parts is not None:
+            parts.attacher.close()  # lingering attachments first: they need the client
             parts.client.close()
 
     def _configured(self) -> _Parts:
@@ -608,7 +642,7 @@ class Store(driver.Store):
 
     def _find_image(self, parts: _Parts, loc: StoreLocation) -> tuple[models.AppInstance, int]:
         """The image's app instance and length; NotFound unless it is complete."""
-        ai = parts.client.find_app_instance(loc.ai_name)
+        ai = parts.client.lookup_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
         length = _length(parts.client.get_metadata(ai.id))
@@ -709,7 +743,7 @@ class Store(driver.Store):
             raise
         uri = settings.url_prefix + image_id
         metadata = {"store": self.backend_group} if self.backend_group else {}
-        LOG.info("Stored image %s (%d bytes) as %s", image_id, written, name)
+        LOG.info("Stored image %s (%d bytes) as %s (%s)", image_id, written, name, upload.growth)
         return uri, written, md5.hexdigest(), multihash.hexdigest(), metadata
 
     def _check_capacity(self, parts: _Parts, size_gib: int) -> None:
@@ -723,7 +757,7 @@ class Store(driver.Store):
     def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
         """Duplicate for a complete image; delete the leftover of a failed upload."""
         client = parts.client
-        existing = client.find_app_instance(name)
+        existing = client.lookup_app_instance(name)
         if existing is None:
             return
         if _length(client.get_metadata(existing.id)) is not None:
@@ -746,7 +780,7 @@ class Store(driver.Store):
         client = parts.client
         with _glance_errors(loc.image_id):
             parts.connect()
-            ai = client.find_app_instance(loc.ai_name)
+            ai = client.lookup_app_instance(loc.ai_name)
             if ai is None:
                 raise exceptions.NotFound(image=loc.image_id)
             parts.destroy(ai)

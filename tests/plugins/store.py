@@ -4,7 +4,7 @@
 ``ConfigOpts``, sets the options (``chunk_size=...`` or ``datera_chunk_size=...``) in the
 backend's group (``backend=None``: legacy ``[glance_store]``), points the LOCAL connector at
 the simulator's devices and calls ``configure()`` as glance does. Extra keyword-only knobs:
-``connector_factory``, ``executor``, ``client_factory``, ``lock_path``.
+``connector_factory``, ``executor``, ``client_factory``, ``lock_path``, ``timer``.
 
 For glance_store's module-level API (``multi_backend``, ``backend``): ``global_conf`` (the
 global CONF with ``Overrides`` undone at teardown, and the scheme maps restored) and
@@ -50,6 +50,9 @@ def make_conf(
         "datera_connector": "local",
         "datera_initiator_name": TEST_INITIATOR,
         "datera_retry_deadline": 10.0,
+        # Detach as soon as the last reader is done, so a test sees its records go; tests of
+        # lingering attachments ask for it (attach_linger=...).
+        "datera_attach_linger": 0,
     }
     for name, value in options.items():
         values[name if name.startswith("datera_") else f"datera_{name}"] = value
@@ -73,6 +76,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
         executor: Any = None,
         client_factory: Any = None,
         lock_path: str | Path | None = None,
+        timer: Any = None,
         **options: Any,
     ) -> Store:
         locks = str(lock_path or tmp_path_factory.mktemp("locks"))
@@ -84,6 +88,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
             connector_factory=connector_factory,
             executor=executor,
             client_factory=client_factory,
+            timer=timer,
         )
         store.configure(re_raise_bsc=False)
         made.append(store)
@@ -107,6 +112,8 @@ def datera_options(sim: Any, lock_path: str, **extra: Any) -> dict[str, Any]:
         "datera_ssl": False,
         "datera_connector": "local",
         "datera_initiator_name": TEST_INITIATOR,
+        # As store_factory: tests that count attachments or records see them released at once.
+        "datera_attach_linger": 0,
         **extra,
     }
 

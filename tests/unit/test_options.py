@@ -34,6 +34,7 @@ EXPECTED = {
     "datera_request_timeout": 60.0,
     "datera_retry_deadline": 120.0,
     "datera_rootwrap_config": "/etc/glance/rootwrap.conf",
+    "datera_attach_linger": 30.0,
 }
 
 

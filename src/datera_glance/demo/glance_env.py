@@ -254,7 +254,8 @@ class GlanceVenv:
 
     def _source_files(self) -> list[Path]:
         files = [self.repo / name for name in _SNAPSHOT_FILES if (self.repo / name).is_file()]
-        for path in sorted((self.repo / "src").rglob("*")):
+        # etc/: the wheel's data files (pyproject's [tool.setuptools.data-files]).
+        for path in sorted([*(self.repo / "src").rglob("*"), *(self.repo / "etc").rglob("*")]):
             rel = path.relative_to(self.repo)
             ignored = any(rel.match(pat) for pat in _SNAPSHOT_IGNORE) or any(
                 part == "__pycache__" or part.endswith(".egg-info") for part in rel.parts

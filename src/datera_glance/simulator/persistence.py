@@ -114,7 +114,9 @@ class StateFiles:
             data = b"".join(lines)
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
