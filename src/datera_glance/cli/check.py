@@ -61,39 +61,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure(target: config.Target) -> Iterator[Result]:
-    """The Store's configure: options, then cluster and tenant (like glance-api's startup)."""
+    """The Store's own configure: the same validation glance-api runs at startup."""
     try:
         target.store.configure(re_raise_bsc=True)
     except store_exc.BadStoreConfiguration as exc:
-        cause = next((e for e in _causes(exc) if isinstance(e, edf.EdfError)), None)
-        if cause is None:
-            yield Result("options", ERROR, str(exc), explain(exc).fix)
-            return
-        s = target.settings
-        yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
-        problem = explain(cause)
-        yield Result("cluster", ERROR, f"{s.san_ip}:{s.san_port}: {problem.message}", problem.fix)
+        yield Result("options", ERROR, str(exc), explain(exc).fix)
         return
     except cfg.Error as exc:  # a value of the wrong type, found when the Store reads it
         yield Result("options", ERROR, str(exc), "correct the configuration file")
         return
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
-    yield from _cluster(target)
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    current: BaseException | None = exc
-    while current is not None:
-        yield current
-        current = current.__cause__
 
 
 def _cluster(target: config.Target) -> Iterator[Result]:
-    s, client = target.settings, target.client
+    """Login, tenant and ``/system``: the Store meets the cluster (and makes its tenant) at
+    its first operation, not in configure: this is where an unreachable cluster or a refused
+    login shows."""
+    s = target.settings
     try:
-        # The Store meets the cluster (and makes its tenant) at its first operation, not in
-        # configure: this is where an unreachable cluster or a refused login shows.
-        client.ensure_tenant()
+        client = target.client  # logs in and creates the tenant if it is missing
         system = client.system()
     except edf.EdfError as exc:
         problem = explain(exc)
@@ -232,10 +218,12 @@ def results(
     yield from configured
     if any(r.status == ERROR for r in configured):
         return
+    cluster = list(_cluster(target))
+    yield from cluster
     yield from _cinder(target.settings.tenant, cinder_tenant_id)
     yield from _connector(target)
     yield _lock_path(target.settings.lock_path)
-    if write_test:
+    if write_test and not any(r.status == ERROR for r in cluster):
         yield from _write_test(target)
     else:
         yield Result("O_DIRECT", SKIPPED, "needs an attached device", "run with --write-test")

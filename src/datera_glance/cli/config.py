@@ -131,7 +131,13 @@ class Target:
     def client(self) -> EdfClient:
         """A client of its own on the store's settings (lists, metadata, ACLs)."""
         if self._client is None:
-            self._client = EdfClient(self.settings.client_config())
+            client = EdfClient(self.settings.client_config())
+            try:
+                client.ensure_tenant()  # as the Store's first operation: EDF refuses calls
+            except BaseException:  # in a missing tenant
+                client.close()
+                raise
+            self._client = client
         return self._client
 
     def close(self) -> None:
