@@ -3,7 +3,7 @@
 Nothing here knows about rounds or reports (see ``suite.py``); everything here is usable from
 pytest and from ``python -m benchmarks.run`` alike.
 
-Throughput is MB/s = 10**6 bytes/s, as in ``perf-baseline.md``.
+Throughput is MB/s = 10**6 bytes/s, as dd and fio print it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from datera_glance.simulator.backends import LoopBackend
+from datera_glance.simulator.media import LoopMedia
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -222,7 +222,7 @@ def loop_device(backing: Path, size: int, sector_size: int = 512) -> Iterator[st
     """A loop device with direct I/O over a fresh sparse file; detached on exit."""
     with open(backing, "wb") as f:
         f.truncate(size)
-    loop = LoopBackend(sector_size=sector_size)
+    loop = LoopMedia(sector_size=sector_size)
     dev = loop.attach(backing)
     try:
         yield dev
@@ -344,8 +344,12 @@ def ensure_fio() -> str:
     return found
 
 
-def fio(dev: str, rw: str, bs: int, total: int, iodepth: int = 4) -> Measurement:
-    """fio libaio, O_DIRECT, ``iodepth`` I/Os in flight; fio's own bandwidth figure."""
+def fio(
+    dev: str, rw: str, bs: int, total: int, iodepth: int = 4, io_size: int | None = None
+) -> Measurement:
+    """fio libaio, O_DIRECT, ``iodepth`` I/Os in flight over the first ``total`` bytes (``rw``
+    read, write or randread; ``io_size`` bytes moved, default ``total``); fio's own figure."""
+    moved = total if io_size is None else io_size
     cmd = [
         "fio",
         "--name=ref",
@@ -353,10 +357,12 @@ def fio(dev: str, rw: str, bs: int, total: int, iodepth: int = 4) -> Measurement
         f"--rw={rw}",
         f"--bs={bs}",
         f"--size={total}",
+        f"--io_size={moved}",
         "--direct=1",
         "--ioengine=libaio",
         f"--iodepth={iodepth}",
         "--numjobs=1",
+        "--randrepeat=0",
         "--output-format=json",
     ]
     if rw == "write":
@@ -364,10 +370,10 @@ def fio(dev: str, rw: str, bs: int, total: int, iodepth: int = 4) -> Measurement
     proc = _run(cmd)
     # fio may print warnings before the JSON document.
     doc = json.loads(proc.stdout[proc.stdout.index("{") :])
-    job = doc["jobs"][0][rw]
+    job = doc["jobs"][0]["write" if "write" in rw else "read"]
     nbytes, bw = int(job["io_bytes"]), float(job["bw_bytes"])
-    if nbytes != total or bw <= 0:
-        raise RuntimeError(f"fio moved {nbytes} bytes at {bw} B/s, expected {total} bytes")
+    if nbytes != moved or bw <= 0:
+        raise RuntimeError(f"fio moved {nbytes} bytes at {bw} B/s, expected {moved} bytes")
     return Measurement(nbytes, nbytes / bw, {"cmd": " ".join(cmd)})
 
 

@@ -1,4 +1,4 @@
-"""Results document, targets of issue 7, markdown table and plot.
+"""Results document, targets of issues 7 and 15, markdown table and plot.
 
 Everything here works on the JSON document (``build_document``), so a saved results file can be
 re-evaluated and re-drawn: ``python -m benchmarks.report benchmarks/results/quick.json``.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Measurement, MiB, size_label
-from benchmarks.suite import Case, Config
+from benchmarks.suite import GET_BUFFER, GET_DEPTH, RANGED_SIZE, Case, Config
 
 NOISE = 0.95  # compiled vs python: "within 5 %"
 
@@ -137,6 +137,74 @@ def _vs_reference(doc: dict[str, Any], group: str) -> Target:
         higher_is_better=True,
         detail=(f"best at {best[2]}; " if best else "") + "per bs/depth: " + ", ".join(per_bs),
     )
+
+
+def _read_vs(doc: dict[str, Any], impl: str, tool: str, threshold: float) -> Target:
+    """read_range at the Store's settings against one reference tool (issue 15)."""
+    bs = size_label(GET_BUFFER)
+    ours = _copier_id("read", impl, GET_BUFFER, GET_DEPTH)
+    ratio, lo, hi = _med(ratios(doc, ours, f"read/{tool}/{bs}"))
+    what = "dd iflag=direct" if tool == "dd" else "fio --iodepth=4 --direct=1"
+    return Target(
+        name=f"read_range ({impl}) vs {tool}",
+        wanted=f"{impl} read_range >= {threshold} x {what}, bs {bs}, depth {GET_DEPTH}",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=threshold,
+        higher_is_better=True,
+        detail=f"{doc['config']['total'] // MiB} MiB, consumer compares every byte",
+    )
+
+
+def _ranged_vs_fio(doc: dict[str, Any], impl: str) -> Target:
+    size = size_label(RANGED_SIZE)
+    ours = f"ranged/{impl}/{size}/d{GET_DEPTH}"
+    ratio, lo, hi = _med(ratios(doc, ours, f"ranged/fio/{size}"))
+    return Target(
+        name=f"ranged reads ({impl}) vs fio randread",
+        wanted=f"{size} read_range calls at random offsets >= 0.9 x fio randread bs {size}",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=0.9,
+        higher_is_better=True,
+        detail="one read at a time (fio --iodepth=1), each call opens the device; "
+        f"buffer {size_label(GET_BUFFER)}, depth {GET_DEPTH}",
+    )
+
+
+def _store_get_vs(doc: dict[str, Any], tool: str, threshold: float) -> Target | None:
+    reads = doc.get("store_reads")
+    if not reads:
+        return None
+    gets, refs = reads["get_MBps"], reads[f"{tool}_MBps"]
+    ratio, lo, hi = _med([a / b for a, b in zip(gets, refs, strict=True)])
+    what = "dd iflag=direct" if tool == "dd" else "fio --iodepth=4 --direct=1"
+    return Target(
+        name=f"Store.get vs {tool}",
+        wanted=f"Store.get >= {threshold} x {what} on the same volume file",
+        ratio=ratio,
+        lo=lo,
+        hi=hi,
+        threshold=threshold,
+        higher_is_better=True,
+        detail=reads.get("detail", ""),
+    )
+
+
+def _read_targets(doc: dict[str, Any]) -> list[Target]:
+    """Issue 15: reads at least as fast as dd, close to fio; ranged reads close to fio."""
+    targets = [
+        _read_vs(doc, "compiled", "dd", 1.0),
+        _read_vs(doc, "compiled", "fio", 0.9),
+        _ranged_vs_fio(doc, "compiled"),
+    ]
+    for tool, threshold in (("dd", 1.0), ("fio", 0.9)):
+        store = _store_get_vs(doc, tool, threshold)
+        if store:
+            targets.append(store)
+    return targets
 
 
 def _hash_vs_md5(doc: dict[str, Any]) -> Target:
@@ -333,9 +401,12 @@ def _rss(doc: dict[str, Any]) -> list[Target]:
 
 
 def evaluate(doc: dict[str, Any]) -> list[Target]:
+    if doc["config"].get("reads_only"):
+        return _read_targets(doc)
     targets = [
         _vs_reference(doc, "write"),
         _vs_reference(doc, "read"),
+        *_read_targets(doc),
         _hash_vs_md5(doc),
     ]
     store = _store_vs_md5(doc)
@@ -410,7 +481,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark summary ({doc['mode']} mode)",
         "",
-        f"{env.get('time_utc', '')}, {env.get('cpus')} CPUs, kernel {env.get('kernel')}, "
+        f"{env.get('time_utc', '')}, {env.get('cpus')} CPUs ({env.get('cpu_model', '?')}; "
+        f"flags {' '.join(env.get('cpu_flags', [])) or '?'}), kernel {env.get('kernel')}, "
         f"Python {env.get('python')}, load average at start {_load(env.get('loadavg'))}, "
         f"at the end {_load(env.get('loadavg_end'))} (other work on the CPUs skews ratios), "
         f"nice {env.get('nice', 0)}; "
@@ -418,7 +490,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{cfg['total'] / MiB:.0f} MiB per transfer, {cfg['rounds']} interleaved rounds. "
         "Ratios are medians of per-round ratios [min-max]; MB/s = 10^6 B/s.",
         "",
-        "## Targets (issue 7)",
+        "## Targets (issues 7 and 15)",
         "",
         "| target | wanted | measured | threshold | result | detail |",
         "|---|---|---|---|---|---|",
@@ -449,7 +521,28 @@ def markdown(doc: dict[str, Any]) -> str:
     for key in ("store_table",):
         if doc.get(key):
             lines += ["", *doc[key]]
+    lines += _store_reads_table(doc)
     return "\n".join(lines) + "\n"
+
+
+def _store_reads_table(doc: dict[str, Any]) -> list[str]:
+    reads = doc.get("store_reads")
+    if not reads:
+        return []
+
+    def cell(rates: list[float]) -> str:
+        return f"{statistics.median(rates):.0f} [{min(rates):.0f}-{max(rates):.0f}]"
+
+    return [
+        "",
+        f"## Store.get against dd and fio ({reads['detail']})",
+        "",
+        "| operation | MB/s median [min-max] |",
+        "|---|---|",
+        f"| Store.get (attach, read, detach; every byte compared) | {cell(reads['get_MBps'])} |",
+        f"| dd iflag=direct | {cell(reads['dd_MBps'])} |",
+        f"| fio --iodepth=4 --direct=1 | {cell(reads['fio_MBps'])} |",
+    ]
 
 
 def _table(doc: dict[str, Any]) -> list[str]:

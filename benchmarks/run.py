@@ -1,8 +1,9 @@
 """``./dev bench``: the interleaved benchmark run that produces ``benchmarks/results/``.
 
 Quick mode (default, a few minutes): 256 MiB transfers, buffer sizes 256K-16M, 4 rounds.
-``--full``: 1 GiB transfers, 64K-64M, depths 1/2/4, 5 rounds.  Needs root (loop devices) and
-fio (installed with apt-get when missing).
+``--full``: 1 GiB transfers, 64K-64M, depths 1/2/4, 5 rounds.  ``--reads``: only the read
+comparisons (read_range and Store.get against dd and fio, ranged reads against fio randread),
+2 GiB, 5 rounds.  Needs root (loop devices) and fio (installed with apt-get when missing).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the whole sweep (30-60 minutes here; with --mib 512 --rounds 4 about 18)",
     )
+    p.add_argument(
+        "--reads",
+        action="store_true",
+        help="only the read comparisons of issue 15 (about 5 minutes)",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 4 quick, 5 full)")
     p.add_argument("--mib", type=int, help="MiB per transfer (default 256 quick, 1024 full)")
     p.add_argument("--scratch", help="directory for loop backing files (a disk, not tmpfs)")
@@ -52,11 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if "compiled" not in chunkio.available_cores():
         raise SystemExit("the compiled copier core is not built: ./dev builds it")
-    config = suite.full_config() if args.full else suite.quick_config()
+    if args.reads:
+        config = suite.reads_config()
+    else:
+        config = suite.full_config() if args.full else suite.quick_config()
     if args.rounds:
         config.rounds = args.rounds
     if args.mib:
         config.total = args.mib * h.MiB
+        if config.reads_only:
+            config.store_read_total = config.total
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     log = suite.log_stderr
@@ -78,8 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_store:
             from benchmarks import store_bench
 
-            extra.update(store_bench.run(config, scratch, log))
-        if not args.no_rss:
+            if not config.reads_only:
+                extra.update(store_bench.run(config, scratch, log))
+            extra.update(store_bench.run_reads(config, scratch, log))
+        if not args.no_rss and not config.reads_only:
             from benchmarks import rss_probe
 
             extra["rss"] = rss_probe.run_all(config, scratch, log)

@@ -1,8 +1,12 @@
-"""Store.add / Store.get end to end against the EDF simulator's loop backend.
+"""Store.add / Store.get end to end against the EDF simulator on loop media.
 
 ``Store.add`` includes what glance pays per upload: creating the app instance, attaching its
 loop device, the copy with md5 + sha512, detaching and the metadata call.  Interleaved with
 hashlib md5 alone on the same data (the limit of an upload on these machines).
+
+``run_reads``: ``Store.get`` of one image (attach, the read, detach) interleaved with ``dd
+iflag=direct`` and ``fio --iodepth=4`` on a fresh loop device over the same volume file, as
+issue 15 measured it.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ from glance_store import location as glance_location
 
 from benchmarks import harness as h
 from benchmarks.harness import Measurement, MiB
-from benchmarks.suite import Config
+from benchmarks.suite import GET_BUFFER, Config
 
 
 @contextmanager
 def loop_simulator(workdir: Path) -> Iterator[Any]:
-    """A started loop-backend simulator (root); stopped, its loop devices detached, on exit."""
+    """A started loop-media simulator (root); stopped, its loop devices detached, on exit."""
     from datera_glance.simulator import Simulator
 
-    sim = Simulator(workdir / "edfsim", backend="loop")
+    sim = Simulator(workdir / "edfsim", media="loop")
     sim.start()
     try:
         yield sim
@@ -148,4 +152,64 @@ def run(config: Config, workdir: Path, log: Callable[[str], None]) -> dict[str, 
             f"| hashlib md5 alone, interleaved | {cell(md5s)} |",
             f"| Store.get (every byte compared) | {cell(gets)} |",
         ],
+    }
+
+
+def _volume_file(sim: Any) -> Path:
+    """The backing file of the simulator's only volume."""
+    files = sorted((Path(sim.data_dir) / "volumes").glob("*.img"))
+    if len(files) != 1:
+        raise RuntimeError(f"expected one volume file in the simulator, found {files}")
+    return files[0]
+
+
+def _reference(tool: str, volume: Path, total: int) -> Measurement:
+    """dd or fio on a fresh loop device (direct I/O) over ``volume``, detached afterwards."""
+    from datera_glance.simulator.media import LoopMedia
+
+    loop = LoopMedia()
+    dev = loop.attach(volume)
+    try:
+        if tool == "dd":
+            return h.dd_read(dev, GET_BUFFER, total)
+        return h.fio(dev, "read", GET_BUFFER, total)
+    finally:
+        loop.detach(dev, volume)
+
+
+def run_reads(config: Config, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Interleaved rounds of Store.get, dd and fio on one image of ``store_read_total``."""
+    pattern = h.Pattern(13, config.store_read_total, 64 * MiB)
+    steps = ["get", "dd", "fio"]
+    results: dict[str, list[float]] = {step: [] for step in steps}
+    with loop_simulator(workdir) as sim:
+        store, conf = make_store(sim, workdir / "locks")
+        settings = store._backend.settings
+        try:
+            uri, _ = add(store, pattern)
+            volume = _volume_file(sim)
+            for r in range(config.rounds):
+                for step in steps[r % 3 :] + steps[: r % 3]:
+                    if step == "get":
+                        m = get(store, conf, uri, pattern)
+                    else:
+                        m = _reference(step, volume, pattern.total)
+                    results[step].append(m.mbps)
+                log(
+                    f"round {r + 1}/{config.rounds} Store.get {results['get'][-1]:.0f} MB/s, "
+                    f"dd {results['dd'][-1]:.0f}, fio {results['fio'][-1]:.0f}"
+                )
+            delete(store, conf, uri)
+        finally:
+            close_store(store)
+    io = f"io buffer {h.size_label(settings.io_buffer_size)}, depth {settings.io_depth}"
+    return {
+        "store_reads": {
+            "total": pattern.total,
+            "get_MBps": results["get"],
+            "dd_MBps": results["dd"],
+            "fio_MBps": results["fio"],
+            "detail": f"{pattern.total // MiB} MiB image, {io}, loop simulator; dd and fio "
+            f"bs {h.size_label(GET_BUFFER)} on a fresh loop device over the volume file",
+        }
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -30,6 +31,10 @@ IMPLS = ("compiled", "python", "buffered")
 HASHES = ("md5", "sha512")  # what glance computes on upload (checksum + os_hash_value)
 SPARSE_ZERO_FRACTION = 0.9
 SPARSE_SEGMENT = 1 * MiB  # zero/data runs finer than the default buffer
+GET_BUFFER = 4 * MiB  # the Store's read settings: datera_io_buffer_size, datera_io_depth
+GET_DEPTH = 4
+RANGED_SIZE = 1 * MiB  # ranged reads: this many bytes at a random byte offset, one at a time
+RANGED_READS = 256
 
 
 def cpu_seconds() -> float:
@@ -250,6 +255,46 @@ def read_case(impl: str, buffer_size: int, depth: int = 2) -> Case:
     return Case(group="read", impl=impl, fn=fn, buffer_size=buffer_size, depth=d)
 
 
+def ranged_case(impl: str, buffer_size: int = GET_BUFFER, depth: int = GET_DEPTH) -> Case:
+    """``RANGED_READS`` ranged reads of ``RANGED_SIZE`` bytes at random byte offsets, one after
+    the other (a ranged download asks for one range); each is a ``read_range`` call of its own,
+    every byte compared. Reference: fio randread at the same block size, one I/O in flight."""
+
+    def fn(bench: Bench) -> Measurement:
+        bench.settle()
+        if bench.current is None:
+            bench.restore()
+        assert bench.current is not None
+        pattern = bench.patterns[bench.current]
+        count = min(RANGED_READS, bench.total // RANGED_SIZE)
+        if impl == "fio":
+            return h.fio(
+                bench.dev,
+                "randread",
+                RANGED_SIZE,
+                bench.total,
+                iodepth=1,
+                io_size=count * RANGED_SIZE,
+            )
+        copier = bench.copier(impl)
+        rng = random.Random()
+        offsets = [rng.randrange(bench.total - RANGED_SIZE + 1) for _ in range(count)]
+        t0 = time.perf_counter()
+        for offset in offsets:
+            pos = offset
+            for chunk in copier.read_range(
+                bench.dev, offset, RANGED_SIZE, buffer_size=buffer_size, depth=depth
+            ):
+                pattern.check(pos, chunk)
+                pos += len(chunk)
+            if pos != offset + RANGED_SIZE:
+                raise h.CopyMismatch(f"read_range at {offset} yielded {pos - offset} bytes")
+        return Measurement(count * RANGED_SIZE, time.perf_counter() - t0)
+
+    d = depth if impl in COPIER_IMPLS else 0
+    return Case(group="ranged", impl=impl, fn=fn, buffer_size=RANGED_SIZE, depth=d)
+
+
 def hash_case(name: str, near: int = 0) -> Case:
     """hashlib alone over the same data, 4 MiB updates; ``near`` tags a copy of the case run
     next to the cases of that buffer size (drift: compare only what ran side by side)."""
@@ -319,11 +364,27 @@ class Config:
     default_depth: int = 2
     sparse_buffer: int = 4 * MiB
     store_total: int = 512 * MiB  # Store.add/get: attach and REST costs are per image
+    store_read_total: int = 2 << 30  # Store.get against dd/fio (issue 15 measured 2 GiB)
     rss_total: int = 4 << 30
+    reads_only: bool = False  # only the read comparisons of issue 15
+
+    def read_blocks(self) -> list[list[Case]]:
+        """read_range at the Store's settings next to dd and fio; ranged reads next to fio."""
+        return [
+            [
+                read_case("dd", GET_BUFFER),
+                read_case("fio", GET_BUFFER),
+                read_case("compiled", GET_BUFFER, depth=GET_DEPTH),
+                read_case("python", GET_BUFFER, depth=GET_DEPTH),
+            ],
+            [ranged_case("fio"), ranged_case("compiled"), ranged_case("python")],
+        ]
 
     def blocks(self) -> list[list[Case]]:
         """Cases grouped so that everything compared at one buffer size runs side by side."""
-        blocks: list[list[Case]] = []
+        if self.reads_only:
+            return self.read_blocks()
+        blocks: list[list[Case]] = [self.read_blocks()[1]]
         for bs in self.buffer_sizes:
             writes = [write_case("dd", bs), write_case("fio", bs)]
             reads = [read_case("dd", bs), read_case("fio", bs)]
@@ -362,6 +423,18 @@ def quick_config() -> Config:
         buffer_sizes=[256 * 1024, 1 * MiB, 4 * MiB, 16 * MiB],
         rounds=4,
         depths=[2, 4],
+    )
+
+
+def reads_config() -> Config:
+    """``--reads``: the read comparisons only (read_range, ranged reads, Store.get)."""
+    return Config(
+        mode="reads",
+        total=2 << 30,
+        buffer_sizes=[GET_BUFFER],
+        rounds=5,
+        depths=[GET_DEPTH],
+        reads_only=True,
     )
 
 
@@ -454,4 +527,22 @@ def environment() -> dict[str, Any]:
     }
     with contextlib.suppress(OSError):
         info["openssl"] = __import__("ssl").OPENSSL_VERSION
+    info.update(cpu_facts())
     return info
+
+
+#: The CPU flags the figures depend on: hashing (AVX2/AVX-512, SHA) and copies.
+CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "sha_ni", "erms", "fsrm")
+
+
+def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU model and which of ``CPU_FLAGS`` it has."""
+    model, flags = "?", set()
+    with contextlib.suppress(OSError):
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "?":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"cpu_model": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}

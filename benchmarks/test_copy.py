@@ -70,3 +70,10 @@ def test_sparse(benchmark: Any, bench: Bench, impl: str, kind: str) -> None:
     else:
         # At most every buffer that holds data (a finer zero scan allocates less).
         assert m.extra["allocated"] <= m.extra["per_buffer_bound"] < bench.total
+
+
+@pytest.mark.usefixtures("fio_available")
+@pytest.mark.parametrize("impl", [*suite.COPIER_IMPLS, "fio"])
+def test_ranged(benchmark: Any, bench: Bench, impl: str) -> None:
+    """1 MiB ranged reads at random offsets (every byte compared) and fio randread."""
+    _measure(benchmark, bench, suite.ranged_case(impl))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from benchmarks import harness as h
-from benchmarks import rss_probe, store_bench
+from benchmarks import rss_probe, store_bench, suite
 from benchmarks.conftest import TOTAL
 
 pytestmark = pytest.mark.root
@@ -51,3 +51,14 @@ def test_rss_probe(loop_simulator: Any, tmp_path: Path) -> None:
     result = rss_probe.probe(loop_simulator, tmp_path / "locks", TOTAL, h.GiB, md5, timeout=120)
     assert result["verified"], result
     assert 0 < result["growth"] <= 4 * result["buffer_size"] + 32 * h.MiB
+
+
+def test_store_reads_against_dd_and_fio(tmp_path: Path) -> None:
+    """One round of Store.get, dd and fio on one volume file; every byte of the get compared."""
+    h.ensure_fio()
+    config = suite.quick_config()
+    config.rounds = 1
+    config.store_read_total = TOTAL
+    reads = store_bench.run_reads(config, tmp_path, lambda msg: None)["store_reads"]
+    assert reads["total"] == TOTAL
+    assert all(len(reads[k]) == 1 and reads[k][0] > 0 for k in ("get_MBps", "dd_MBps", "fio_MBps"))

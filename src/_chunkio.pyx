@@ -15,9 +15,18 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+    _PyBytes_Resize,
+)
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport EINTR, ENOSPC, errno
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.errno cimport EINTR, EINVAL, ENOMEM, ENOSPC, errno
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy, memset, strerror
 from posix.types cimport off_t
@@ -31,13 +40,24 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t c_preadv "preadv" (int fd, const iovec *iov, int iovcnt, off_t offset)
+
 cdef char *_FORMAT_B = "B"
 # Copies and scans shorter than this keep the GIL: dropping and retaking it costs more than
 # the few microseconds they take, and risks waiting a switch interval to get it back.
 cdef Py_ssize_t _NOGIL_MIN = 256 * 1024
 cdef size_t _page_size = <size_t>sysconf(_SC_PAGESIZE)
+# Memory O_DIRECT reads into must start on this boundary (the block layer's default DMA
+# alignment); a device that wants more answers EINVAL and gets the bounce-buffer path.
+cdef size_t _DMA_ALIGN = 512
 
 CORE_NAME = "compiled"
+#: Chunks are read straight into their ``bytes`` (no copy) when aligned; the twin copies.
+ZERO_COPY_READS = True
 PAGE_SIZE = _page_size
 
 
@@ -289,3 +309,268 @@ def fill_zero(object buf, Py_ssize_t start, Py_ssize_t stop):
         memset(<char *>view.buf + start, 0, <size_t>(stop - start))
     finally:
         PyBuffer_Release(&view)
+
+
+# ----------------------------------------------------------------------------- chunks
+
+
+cdef PyObject *_new_chunk(Py_ssize_t n) except NULL:
+    """A new reference to an unfilled ``bytes`` of ``n`` bytes that no one else has seen."""
+    cdef object chunk = PyBytes_FromStringAndSize(NULL, n)
+    Py_INCREF(chunk)
+    return <PyObject *>chunk
+
+
+cdef inline size_t _skew(PyObject *chunk, size_t grain) noexcept:
+    return (<uintptr_t>PyBytes_AS_STRING(<object>chunk)) % grain
+
+
+cdef class ChunkAllocator:
+    """Hands out fresh, unfilled ``bytes`` for consecutive ranges of a device.
+
+    O_DIRECT reads straight into a chunk only where its memory address and the device offset
+    agree modulo the alignment; a ``bytes`` object's address is malloc's choice. So the
+    allocator makes the next chunk first and ends the current one where the next one's
+    address says the device offset should be: every chunk after a non-exact one can be read
+    without a copy. Not thread-safe: one reader's main thread uses it.
+    """
+
+    cdef PyObject *pending  # the next chunk: a reference only this object holds, or NULL
+    cdef size_t grain
+
+    def __cinit__(self, Py_ssize_t grain):
+        if grain <= 0:
+            raise ValueError(f"grain must be positive, not {grain}")
+        self.pending = NULL
+        self.grain = <size_t>grain
+
+    def __dealloc__(self):
+        Py_XDECREF(self.pending)
+        self.pending = NULL
+
+    def take(self, Py_ssize_t start, Py_ssize_t length, bint exact):
+        """An unfilled ``bytes`` for the device range ``[start, start + n)``.
+
+        ``n == length`` if ``exact`` (the first and the last chunk of a range); otherwise
+        ``length - grain < n <= length``, chosen so that the chunk after it is aligned.
+        Fill it with ``read_chunk`` before anyone else sees it.
+        """
+        cdef PyObject *chunk = self.pending
+        cdef Py_ssize_t n = length
+        cdef Py_ssize_t shift
+        cdef object result
+        if length <= 0:
+            raise ValueError(f"chunk length must be positive, not {length}")
+        self.pending = NULL
+        if chunk == NULL or PyBytes_GET_SIZE(<object>chunk) < length:
+            Py_XDECREF(chunk)
+            chunk = NULL
+            chunk = _new_chunk(length)
+        try:
+            if not exact:
+                self.pending = _new_chunk(length)
+                shift = <Py_ssize_t>((<size_t>(start + length) + self.grain
+                                      - _skew(self.pending, self.grain)) % self.grain)
+                if shift < length:
+                    n = length - shift
+            if PyBytes_GET_SIZE(<object>chunk) != n:
+                # The only reference is ours: resizing a fresh bytes object is allowed, and
+                # glibc shrinks in place, so the address (and its alignment) stays.
+                _PyBytes_Resize(&chunk, n)
+            result = <object>chunk
+        finally:
+            Py_XDECREF(chunk)
+        return result
+
+
+cdef int _pread_all(int fd, char *buf, size_t length, off_t offset, size_t *done) noexcept nogil:
+    """pread until ``length`` bytes or end of file; 0 or an errno. ``done``: bytes read."""
+    cdef ssize_t n
+    done[0] = 0
+    while done[0] < length:
+        n = c_pread(fd, buf + done[0], length - done[0], offset + <off_t>done[0])
+        if n < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if n == 0:
+            break
+        done[0] += <size_t>n
+    return 0
+
+
+cdef int _preadv_all(int fd, iovec *iov, int count, off_t offset, size_t *done) noexcept nogil:
+    """preadv until every segment is full or end of file; 0 or an errno."""
+    cdef ssize_t n
+    cdef size_t left
+    cdef int i = 0
+    done[0] = 0
+    while i < count:
+        n = c_preadv(fd, iov + i, count - i, offset + <off_t>done[0])
+        if n < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if n == 0:
+            break
+        done[0] += <size_t>n
+        left = <size_t>n
+        while i < count and left >= iov[i].iov_len:
+            left -= iov[i].iov_len
+            i += 1
+        if i < count and left:
+            iov[i].iov_base = <char *>iov[i].iov_base + left
+            iov[i].iov_len -= left
+    return 0
+
+
+cdef int _fill_direct(int fd, char *dst, size_t n, off_t offset, size_t bs,
+                      size_t *got) noexcept nogil:
+    """Whole blocks straight into ``dst``, the partial blocks at either end through a small
+    bounce buffer, all in one ``preadv``. 0, an errno, or -1 if ``dst`` is misaligned."""
+    cdef size_t head = <size_t>(offset % <off_t>bs)  # bytes of the first block before dst
+    cdef size_t first = (bs - head) % bs  # dst index of the first block boundary
+    cdef size_t middle, tail, done
+    cdef iovec iov[3]
+    cdef int count = 0, err
+    cdef char *bounce = NULL
+    if first >= n:
+        return -1
+    middle = (n - first) // bs * bs
+    tail = n - first - middle
+    if not middle or (<uintptr_t>(dst + first)) % _DMA_ALIGN:
+        return -1
+    if posix_memalign(<void **>&bounce, _page_size, 2 * bs) != 0:
+        return ENOMEM
+    if first:
+        iov[count].iov_base = bounce
+        iov[count].iov_len = bs
+        count += 1
+    iov[count].iov_base = dst + first
+    iov[count].iov_len = middle
+    count += 1
+    if tail:
+        iov[count].iov_base = bounce + bs
+        iov[count].iov_len = bs
+        count += 1
+    err = _preadv_all(fd, iov, count, offset - <off_t>head, &done)
+    if not err:
+        # The read started ``head`` bytes before the chunk; the chunk's bytes are all there
+        # once ``head + n`` are.
+        if done >= head + n:
+            got[0] = n
+            if first:
+                memcpy(dst, bounce + head, first)
+            if tail:
+                memcpy(dst + first + middle, bounce + bs, tail)
+        else:
+            got[0] = done - head if done > head else 0
+    free(bounce)
+    return err
+
+
+# One bounce buffer kept for the next misaligned chunk (taken and put back with the GIL
+# held): a fresh one per ranged read costs page faults on every call, more than the read.
+cdef char *_spare = NULL
+cdef size_t _spare_size = 0
+cdef size_t _SPARE_MAX = 16 * 1024 * 1024 + 64 * 1024
+
+
+cdef struct _Bounce:
+    char *buf
+    size_t size
+    bint owned  # ours to keep or free (not the caller's AlignedBuffer)
+
+
+cdef void _take_spare(_Bounce *b) noexcept:
+    global _spare, _spare_size
+    b.buf = _spare
+    b.size = _spare_size
+    b.owned = True
+    _spare = NULL
+    _spare_size = 0
+
+
+cdef void _put_spare(_Bounce *b) noexcept:
+    global _spare, _spare_size
+    if not b.owned or b.buf == NULL:
+        return
+    if b.size <= _SPARE_MAX and b.size > _spare_size:
+        free(_spare)
+        _spare, _spare_size = b.buf, b.size
+    else:
+        free(b.buf)
+    b.buf = NULL
+
+
+cdef int _fill_bounce(int fd, char *dst, size_t n, off_t offset, size_t bs, _Bounce *b,
+                      size_t *got) noexcept nogil:
+    """The aligned span into the bounce buffer (replaced by a bigger one of ours if too
+    small), then the chunk's bytes out of it."""
+    cdef size_t head = <size_t>(offset % <off_t>bs)
+    cdef size_t span = (head + n + bs - 1) // bs * bs
+    cdef size_t done
+    cdef int err
+    if b.buf == NULL or b.size < span:
+        if b.owned:
+            free(b.buf)
+        b.buf = NULL
+        b.owned = True
+        if posix_memalign(<void **>&b.buf, _page_size, span) != 0:
+            b.buf = NULL
+            return ENOMEM
+        b.size = span
+    err = _pread_all(fd, b.buf, span, offset - <off_t>head, &done)
+    if not err:
+        got[0] = n if done >= head + n else (done - head if done > head else 0)
+        memcpy(dst, b.buf + head, got[0])
+    return err
+
+
+def read_chunk(int fd, object chunk, off_t offset, Py_ssize_t block_size, object path,
+               object bounce=None):
+    """Fill ``chunk`` (fresh from ``ChunkAllocator.take``) with ``[offset, offset + len)``.
+
+    ``block_size`` is what the fd's offsets and lengths must be multiples of (1: buffered).
+    Where the chunk's memory is aligned the device reads straight into it; otherwise, or if
+    the device refuses that alignment, through a bounce buffer and one copy: ``bounce``
+    (an ``AlignedBuffer``) when it holds the aligned span, else one of its own.
+
+    :returns: ``chunk``, now immutable ``bytes`` like any other.
+    :raises EOFError: the file ends inside the range.
+    :raises OSError: with the errno and ``path`` as filename.
+    """
+    cdef char *dst
+    cdef size_t n, got = 0
+    cdef size_t bs = <size_t>block_size
+    cdef int err
+    if not PyBytes_CheckExact(chunk):
+        raise TypeError("read_chunk fills a bytes object from ChunkAllocator.take")
+    if block_size <= 0 or offset < 0:
+        raise ValueError("block_size must be positive and offset not negative")
+    dst = PyBytes_AS_STRING(chunk)
+    n = <size_t>PyBytes_GET_SIZE(chunk)
+    cdef Py_buffer given
+    cdef _Bounce b
+    if bounce is not None:
+        PyObject_GetBuffer(bounce, &given, PyBUF_WRITABLE)
+        b.buf, b.size, b.owned = <char *>given.buf, <size_t>given.len, False
+    else:
+        _take_spare(&b)
+    try:
+        with nogil:
+            if bs == 1:
+                err = _pread_all(fd, dst, n, offset, &got)
+            else:
+                err = _fill_direct(fd, dst, n, offset, bs, &got)
+                if err == -1 or err == EINVAL:
+                    err = _fill_bounce(fd, dst, n, offset, bs, &b, &got)
+    finally:
+        if bounce is not None:
+            PyBuffer_Release(&given)
+        _put_spare(&b)
+    if err:
+        raise _os_error(err, path)
+    if got < n:
+        raise EOFError(f"{path}: short read at offset {offset + <off_t>got}")
+    return chunk

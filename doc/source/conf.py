@@ -24,5 +24,7 @@ exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_theme_options = {"description": "Glance image store for Datera EDF", "fixed_sidebar": True}
 html_static_path: list[str] = []
+# Option names and command lines keep their "--" (no en dashes).
+smartquotes = False
 # The reference pages are generated: keep them honest by failing on any warning (sphinx -W).
 nitpicky = False

@@ -6,6 +6,11 @@ external (inter-process) lock, and the last user disconnects. Several glance-api
 cluster, so a user never takes an app instance offline and never removes an ACL entry: a
 complete image stays online with the initiators of every host that read it.
 
+A record's device path and owner feed ``sudo glance-rootwrap chown``: records live only in a
+directory no other user can write, and a record that does not parse or names a device that is
+not its app instance's is ignored (and logged). Failures of os-brick, privsep and rootwrap
+are ``AttachError``: their own types mean nothing to glance.
+
 After its last user, an attachment lingers for ``AttachSettings.linger`` seconds (the record
 stays, without users), so back-to-back reads of one image attach once. The process that
 released it last ends the linger with a timer; a reader that comes meanwhile, from any process,
@@ -24,8 +29,11 @@ import hmac
 import json
 import logging
 import os
+import re
 import shlex
 import socket
+import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from oslo_concurrency import lockutils
+from oslo_utils import strutils
 
 if TYPE_CHECKING:
     from datera_glance.edf import EdfClient, models
@@ -42,12 +51,29 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 ISCSI_PORT = 3260
+BY_PATH_DIR = "/dev/disk/by-path"  # where udev links iSCSI LUNs (os-brick looks there too)
+_USER_TOKEN = re.compile(r"[0-9]+:[0-9a-f]{32}")  # "<pid>:<uuid4 hex>", see Attacher.attach
 # Keys of os-brick connection properties that must never reach a file or a log.
 _SECRET_KEYS = ("auth_password", "auth_username", "discovery_auth_password")
 
 
 class AttachError(Exception):
     """The volume could not be attached or detached on this host."""
+
+
+@contextlib.contextmanager
+def _host_errors(action: str, secret: str | None = None) -> Iterator[None]:
+    """os-brick, privsep and rootwrap failures (``ProcessExecutionError``, ``BrickException``,
+    ``OSError``, ...) -> ``AttachError``, with passwords masked out of the message."""
+    try:
+        yield
+    except AttachError:
+        raise
+    except Exception as e:
+        text = strutils.mask_password(str(e))
+        if secret:
+            text = text.replace(secret, "***")
+        raise AttachError(f"{action} failed: {text}") from e
 
 
 class Connector(Protocol):
@@ -172,10 +198,12 @@ def chap_credentials(key: bytes, ai_uuid: str) -> tuple[str, str]:
 
     Derived (HMAC-SHA256 keyed by the cluster password) rather than random, so every glance-api
     host computes the same credentials without storing or exchanging a secret. 16 characters:
-    the longest secret every iSCSI target accepts.
+    the longest secret every iSCSI target accepts. EDF shows the user name but never the
+    secret, so the user name ends with other bits of the same HMAC: when the password changes
+    the name changes too and ``_connect`` knows to set new credentials.
     """
     digest = hmac.new(key, ai_uuid.encode(), hashlib.sha256).hexdigest()
-    return f"glance-{ai_uuid.replace('-', '')[:12]}", digest[:16]
+    return f"glance-{ai_uuid.replace('-', '')[:12]}-{digest[-8:]}", digest[:16]
 
 
 def iscsi_properties(
@@ -197,26 +225,31 @@ def iscsi_properties(
 
 
 class Attachment:
-    """One user's hold on an attached device; ``close()`` releases it (idempotent)."""
+    """One user's hold on an attached device; ``close()`` releases it (idempotent).
 
-    def __init__(self, attacher: Attacher, key: str, token: str, path: str) -> None:
+    Keeps the attach state it was given (checked then), so the last user disconnects what
+    was attached, whatever the record file says by then.
+    """
+
+    def __init__(self, attacher: Attacher, key: str, token: str, state: dict[str, Any]) -> None:
         self._attacher = attacher
         self._key = key
         self._token = token
-        self.path = path
+        self._state = state
+        self.path: str = state["device_info"]["path"]
         self._closed = False
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._attacher._release(self._key, self._token)
+            self._attacher._release(self._key, self._token, self._state)
 
     def detach(self) -> None:
         """Like ``close()``, but a last user detaches at once: the caller takes the volume
         offline next (an upload's growth)."""
         if not self._closed:
             self._closed = True
-            self._attacher._release(self._key, self._token, linger=False)
+            self._attacher._release(self._key, self._token, self._state, linger=False)
 
     def __enter__(self) -> Attachment:
         return self
@@ -233,6 +266,7 @@ class Attacher:
     :param connector_factory: builds os-brick connectors; tests inject a fake.
     :param executor: runs privileged commands (the temporary ``chown``); tests inject a fake.
     :param geteuid: the user glance-api runs as; tests play a non-root glance-api.
+    :param by_path_dir: where udev links iSCSI LUNs; tests use their own directory.
     :param clock: seconds, the same in every process of this boot (``time.monotonic``).
     :param timer: schedules the end of a linger; tests inject one they fire by hand.
     """
@@ -245,6 +279,7 @@ class Attacher:
         connector_factory: ConnectorFactory | None = None,
         executor: Executor | None = None,
         geteuid: Callable[[], int] = os.geteuid,
+        by_path_dir: str = BY_PATH_DIR,
         clock: Callable[[], float] = time.monotonic,
         timer: TimerFactory = thread_timer,
     ) -> None:
@@ -253,12 +288,13 @@ class Attacher:
         self._factory = connector_factory or os_brick_connector_factory
         self._execute = executor or processutils_executor
         self._geteuid = geteuid
+        self._by_path_dir = by_path_dir
         self._connector: Connector | None = None
         self._initiator: models.Initiator | None = None
         self._init_lock = threading.Lock()
         self._conn_lock = threading.Lock()
         self._lingers = _Lingers(clock, timer)
-        os.makedirs(settings.lock_path, exist_ok=True)
+        self._check_lock_path()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -268,12 +304,19 @@ class Attacher:
         token = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._locked(key):
             state = self._load(key)
+            if state.get("device_info") and not self._is_device_of(state, ai):
+                LOG.warning(
+                    "Ignoring attach record %s: its device is not app instance %s's",
+                    self._state_file(key),
+                    ai.name,
+                )
+                state = {}
             if state.get("device_info") and (state.get("users") or self._lingering(state)):
                 if state.pop("linger", None):
                     self._lingers.cancel(key)  # if this process runs it; else it finds out
                 state["users"] = [*state.get("users", []), token]
                 self._save(key, state)
-                return Attachment(self, key, token, state["device_info"]["path"])
+                return Attachment(self, key, token, state)
             stale_uid = state.get("orig_uid")
             state = self._connect(ai)
             state["boot"] = self._lingers.boot
@@ -286,7 +329,7 @@ class Attacher:
             except BaseException:
                 self._disconnect(state)
                 raise
-            return Attachment(self, key, token, state["device_info"]["path"])
+            return Attachment(self, key, token, state)
 
     @contextlib.contextmanager
     def attached(self, ai: models.AppInstance) -> Iterator[str]:
@@ -299,12 +342,24 @@ class Attacher:
 
     def forget(self, ai_uuid: str) -> None:
         """Drop this host's record of a deleted app instance, unless someone still uses it."""
+        self.unless_attached(ai_uuid, lambda: None)
+
+    def unless_attached(self, ai_uuid: str, action: Callable[[], None]) -> bool:
+        """Run ``action`` (deleting the app instance) unless a user on this host has it
+        attached, then drop its record; return whether it ran. Holds the attach lock, so no
+        one attaches it meanwhile."""
         key = self._key(ai_uuid)
+        self._lingers.cancel(key)
         with self._locked(key):
-            if self._load(key).get("users"):
-                return  # their release disconnects the (now dead) device
+            state = self._load(key)
+            if state.get("users"):
+                return False
+            if state.get("device_info"):
+                self._drop(key, state)  # a lingering attachment goes before the volume
+            action()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._state_file(key))
+            return True
 
     def detach_idle(self, ai_uuid: str) -> None:
         """Detach this host's attachment of ``ai_uuid`` unless a reader holds it (a lingering
@@ -358,11 +413,16 @@ class Attacher:
     def _get_connector(self) -> Connector:
         with self._conn_lock:
             if self._connector is None:
-                self._connector = self._factory(self._settings.protocol, self._settings.root_helper)
+                with _host_errors("starting os-brick"):
+                    self._connector = self._factory(
+                        self._settings.protocol, self._settings.root_helper
+                    )
             return self._connector
 
     def _initiator_iqn(self) -> str:
-        props = self._get_connector().get_connector_properties(self._settings.root_helper)
+        connector = self._get_connector()
+        with _host_errors("reading this host's initiator name"):
+            props = connector.get_connector_properties(self._settings.root_helper)
         iqn = props.get("initiator") or self._settings.initiator_name
         if iqn:
             return str(iqn)
@@ -383,11 +443,7 @@ class Attacher:
         if initiator.path not in client.get_acl(ai.id):
             # Atomic on EDF: another host adding itself at the same moment keeps its entry.
             client.add_acl_initiator(ai.id, initiator.path)
-        chap = None
-        if settings.use_chap and settings.connector == "iscsi":
-            chap = chap_credentials(settings.chap_key, current.uuid or ai.uuid)
-            if current.storage_instance.auth_type != "chap":
-                client.set_chap(ai.id, *chap)
+        chap = self._refresh_chap(current) if settings.connector == "iscsi" else None
         si = client.wait_available(ai.id, timeout=settings.wait_timeout)
         if settings.connector == "iscsi":
             props = iscsi_properties(si, chap)
@@ -399,22 +455,47 @@ class Attacher:
                 )
             props = {"device_path": si.device_path}
         conn = self._get_connector()
-        device_info = conn.connect_volume(props)
+        secret = chap[1] if chap else None
+        with _host_errors(f"connecting app instance {ai.name}", secret):
+            device_info = conn.connect_volume(props)
         state: dict[str, Any] = {
             "props": {k: v for k, v in props.items() if k not in _SECRET_KEYS},
             "device_info": {k: v for k, v in device_info.items() if k not in _SECRET_KEYS},
             "orig_uid": None,
         }
+        path = device_info.get("path", "")
         try:
-            path = device_info["path"]
-            state["orig_uid"] = self._take_ownership(path)
+            with _host_errors(f"handing {path} to the glance user"):
+                state["orig_uid"] = self._take_ownership(path)
         except BaseException:
-            conn.disconnect_volume(props, device_info, force=True)
+            try:
+                with _host_errors(f"disconnecting app instance {ai.name}", secret):
+                    conn.disconnect_volume(props, device_info, force=True)
+            except AttachError:
+                LOG.exception("Could not undo the attachment of %s", ai.name)
             raise
         LOG.debug("Attached app instance %s at %s", ai.name, path)
         return state
 
-    def _release(self, key: str, token: str, *, linger: bool = True) -> None:
+    def _refresh_chap(self, current: models.AppInstance) -> tuple[str, str] | None:
+        """Make the target's CHAP setting match this configuration; the credentials to use.
+
+        Set when missing or derived from another password (the user name shows which), and
+        removed when ``datera_use_chap`` was turned off, so existing images stay attachable.
+        """
+        si = current.storage_instance
+        if not self._settings.use_chap:
+            if si.auth_type != "none":
+                self._client.clear_chap(current.id)
+            return None
+        chap = chap_credentials(self._settings.chap_key, current.uuid or current.id)
+        if si.auth_type != "chap" or si.chap_user != chap[0]:
+            self._client.set_chap(current.id, *chap)
+        return chap
+
+    def _release(
+        self, key: str, token: str, attached: dict[str, Any], *, linger: bool = True
+    ) -> None:
         with self._locked(key):
             state = self._load(key)
             users = [u for u in state.get("users", []) if u != token]
@@ -427,7 +508,7 @@ class Attacher:
                 state["linger"] = self._lingers.start(key, self._settings.linger, self._end_linger)
                 self._save(key, state)
                 return
-            self._drop(key, state)
+            self._drop(key, attached)  # what was attached, not what the file says now
 
     def _drop(self, key: str, state: dict[str, Any]) -> None:
         """Disconnect the record's device (unless an earlier boot took it) and remove it."""
@@ -463,9 +544,9 @@ class Attacher:
             if state.get("orig_uid") is not None:
                 self._chown(state["orig_uid"], path)
         finally:
-            self._get_connector().disconnect_volume(
-                state["props"], state["device_info"], force=True
-            )
+            conn = self._get_connector()
+            with _host_errors(f"disconnecting {path}"):
+                conn.disconnect_volume(state["props"], state["device_info"], force=True)
         LOG.debug("Detached %s", path)
 
     # -- temporary chown (glance-api not running as root) ------------------------------------
@@ -482,9 +563,10 @@ class Attacher:
         return orig_uid
 
     def _chown(self, uid: int, path: str) -> None:
-        self._execute(
-            "chown", str(uid), path, run_as_root=True, root_helper=self._settings.root_helper
-        )
+        with _host_errors(f"chown {uid} {path}"):
+            self._execute(
+                "chown", str(uid), path, run_as_root=True, root_helper=self._settings.root_helper
+            )
 
     # -- shared state ------------------------------------------------------------------------
 
@@ -504,17 +586,48 @@ class Attacher:
             do_log=False,
         )
 
+    def _check_lock_path(self) -> None:
+        """The records' directory: made private if missing, refused if others can write it."""
+        path = self._settings.lock_path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+        if info.st_mode & stat.S_IWOTH or info.st_uid not in (0, self._geteuid()):
+            raise AttachError(
+                f"{path} must be owned by the glance user and not writable by others (mode "
+                f"{stat.filemode(info.st_mode)}, owner uid {info.st_uid}): its attach records "
+                "feed privileged commands"
+            )
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".datera-glance-probe-")
+        os.close(fd)
+        os.unlink(probe)
+
+    def _is_device_of(self, state: dict[str, Any], ai: models.AppInstance) -> bool:
+        """Whether a record's device is ``ai``'s, by what the cluster says about ``ai``."""
+        try:
+            si = ai.storage_instance
+        except LookupError:
+            return False
+        props, path = state["props"], state["device_info"]["path"]
+        if self._settings.connector == "local":
+            return bool(si.device_path) and path == si.device_path == props.get("device_path")
+        portal = props.get("target_portal")
+        portals = {f"{ip}:{ISCSI_PORT}" for ip in si.ips}
+        if props.get("target_iqn") != si.iqn or portal not in portals:
+            return False
+        link = os.path.join(self._by_path_dir, f"ip-{portal}-iscsi-{si.iqn}-lun-0")
+        return os.path.realpath(link) == os.path.realpath(path)
+
     def _load(self, key: str) -> dict[str, Any]:
         try:
             with open(self._state_file(key), encoding="utf-8") as f:
-                state: dict[str, Any] = json.load(f)
+                state = _valid_record(json.load(f))
         except FileNotFoundError:
             return {}
-        except ValueError:
-            LOG.warning("Ignoring a corrupt attach record %s", self._state_file(key))
+        except ValueError as e:
+            LOG.warning("Ignoring attach record %s: %s", self._state_file(key), e)
             return {}
         # A worker that died while holding the device must not keep it attached forever.
-        state["users"] = [u for u in state.get("users", []) if _alive(int(u.split(":")[0]))]
+        state["users"] = [u for u in state["users"] if _alive(int(u.split(":")[0]))]
         return state
 
     def _save(self, key: str, state: dict[str, Any]) -> None:
@@ -524,6 +637,27 @@ class Attacher:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(state, f)
         os.replace(tmp, path)
+
+
+def _valid_record(record: Any) -> dict[str, Any]:
+    """``record`` if it has the shape ``Attacher`` writes; ValueError (saying why) if not."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    users = record.setdefault("users", [])
+    if not isinstance(users, list) or not all(
+        isinstance(u, str) and _USER_TOKEN.fullmatch(u) for u in users
+    ):
+        raise ValueError("bad users")
+    uid = record.get("orig_uid")
+    if uid is not None and (type(uid) is not int or uid < 0):
+        raise ValueError("bad orig_uid")
+    if "device_info" in record:
+        info, props = record["device_info"], record.get("props")
+        if not (isinstance(info, dict) and isinstance(info.get("path"), str)):
+            raise ValueError("bad device_info")
+        if not isinstance(props, dict):
+            raise ValueError("bad props")
+    return record
 
 
 class _Lingers:

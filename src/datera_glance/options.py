@@ -7,12 +7,21 @@ The upstream driver's eight options keep their names and defaults, so existing
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
+import ssl
+from typing import Any
+
 from oslo_config import cfg
 from oslo_utils import units
+
+from datera_glance.edf import normalize_tenant
 
 DEFAULT_PORT = 7718
 DEFAULT_TENANT = "/root"
 DEFAULT_REPLICA_COUNT = 3
+MAX_REPLICA_COUNT = 5  # EDF's volume schema: replica_count 1..5
 PLACEMENT_MODES = ("hybrid", "single_flash", "all_flash")
 DEFAULT_CHUNK_SIZE = 1 * units.Gi
 API_VERSIONS = ("auto", "2.2", "2.1")
@@ -71,6 +80,7 @@ Related options:
     cfg.PortOpt(
         "datera_san_port",
         default=DEFAULT_PORT,
+        min=1,
         help="""
 TCP port of the Datera EDF REST API.
 
@@ -97,8 +107,9 @@ Possible values:
         "datera_replica_count",
         default=DEFAULT_REPLICA_COUNT,
         min=1,
+        max=MAX_REPLICA_COUNT,
         help="""
-Number of replicas of each image volume.
+Number of replicas of each image volume (EDF allows 1 to 5).
 """,
     ),
     cfg.StrOpt(
@@ -254,7 +265,8 @@ The default, 4 MiB, came out best in the benchmark sweep (64 KiB to 64 MiB) on l
 with direct I/O; below 1 MiB every I/O costs too much, above 16 MiB nothing is gained.
 
 Also the size of the pieces a download is sent in. Memory per transfer is about
-``(datera_io_depth + 2) * datera_io_buffer_size``. Rounded up to a multiple of 4096.
+``(datera_io_depth + 2) * datera_io_buffer_size``. Must be a multiple of 4096 (O_DIRECT
+alignment).
 
 Related options:
     * datera_io_depth
@@ -352,3 +364,98 @@ def get_opts() -> list[cfg.Opt]:
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Options for oslo-config-generator (entry point ``oslo.config.opts: datera_glance``)."""
     return [("glance_store", get_opts())]
+
+
+# -- checks of the values (the store turns OptionError into BadStoreConfiguration) ------------
+
+_BY_NAME = {opt.name: opt for opt in _OPTS}
+# One DNS label (RFC 1123), the same rule as the host pattern in EDF's own schema.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_TENANT_FIX = (
+    "use /root, /root/NAME or NAME, where each NAME is made of letters, digits, '_', '-' and '.'"
+)
+
+
+class OptionError(ValueError):
+    """A bad option value; the message names the option, what is wrong and the fix."""
+
+    def __init__(self, option: str, problem: str, fix: str) -> None:
+        super().__init__(f"{option} {problem}: {fix}")
+        self.option = option
+
+
+def value(group: Any, name: str) -> Any:
+    """``group.<name>``; oslo.config's own range and choice errors (raised when the value
+    is read, not when the file is parsed) become ``OptionError``."""
+    try:
+        return getattr(group, name)
+    except ValueError as e:  # cfg.ConfigFileValueError
+        problem = str(e).rpartition("is not valid: ")[2]
+        raise OptionError(name, f"is not valid ({problem})", _range_fix(name)) from e
+    except cfg.Error as e:  # e.g. "$x" in the value: oslo.config substitutes other options
+        raise OptionError(
+            name, f"cannot be read ({e})", "write '$$' for a '$' that is part of the value"
+        ) from e
+
+
+def _range_fix(name: str) -> str:
+    kind = getattr(_BY_NAME.get(name), "type", None)
+    choices = getattr(kind, "choices", None)
+    if choices:
+        return "use one of " + ", ".join(str(c) for c in choices)
+    low, high = getattr(kind, "min", None), getattr(kind, "max", None)
+    if low is not None and high is not None:
+        return f"use a value from {low} to {high}"
+    if low is not None:
+        return f"use a value of at least {low}"
+    return "fix the value in glance-api.conf"
+
+
+def host(name: str, text: str) -> str:
+    """An IP address or a host name: a URL, a port or a path are refused."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text))
+    labels = text.split(".")
+    names = len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    if names and not labels[-1].isdigit():  # "10.0.0.300" is a bad address, not a name
+        return text
+    raise OptionError(
+        name,
+        f"{text!r} is not a host name or an IP address",
+        "give the management address alone, e.g. 10.0.0.5, fd00::5 or edf.example.com "
+        "(no scheme, port or path; the port is datera_san_port)",
+    )
+
+
+def io_buffer_size(size: int) -> int:
+    """O_DIRECT needs whole pages: refuse rather than silently change the value."""
+    if size % 4096:
+        rounded = -(-size // 4096) * 4096
+        raise OptionError(
+            "datera_io_buffer_size",
+            f"{size} is not a multiple of 4096",
+            f"use {rounded} or another multiple of 4096 up to {64 * units.Mi}",
+        )
+    return size
+
+
+def tenant(text: str | None) -> str:
+    """The tenant path, by the EDF client's own rule (``datera_glance.edf.normalize_tenant``)."""
+    try:
+        return normalize_tenant(text)
+    except ValueError as e:
+        raise OptionError("datera_tenant_id", f"{text!r} is not a tenant ({e})", _TENANT_FIX) from e
+
+
+def ca_file(path: str) -> str:
+    """A CA bundle that can be loaded now, not at the first request (requests would raise a
+    bare OSError there, far from the configuration)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise OptionError(
+            "datera_ssl_ca_file",
+            f"{path!r} cannot be loaded ({e})",
+            "point it at a readable PEM CA bundle, or unset it to trust the system's CAs",
+        ) from e
+    return path

@@ -10,6 +10,8 @@ on ``self``.
 Location URIs: ``datera://<san_ip>:<san_port>/app_instances/<image_id>`` (the upstream
 driver's form) for images in tenant ``/root``; for other tenants the tenant path goes before
 ``/app_instances``, e.g. ``datera://10.0.0.1:7718/root/glance/app_instances/<image_id>``.
+Datera's original driver wrote the tenant-less form in every tenant, so a URI without a tenant
+means the configured one.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import contextlib
 import errno
 import logging
 import math
-import os
 import re
-import tempfile
+import threading
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, options
+from datera_glance import chunkio, options, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -44,7 +45,7 @@ from datera_glance.attach import (
     TimerFactory,
     thread_timer,
 )
-from datera_glance.edf import ClientConfig, EdfClient, errors, models
+from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize_tenant
 
 LOG = logging.getLogger(__name__)
 
@@ -57,14 +58,6 @@ INITIATOR_ID = re.compile(
 )
 LEGACY_AI_PREFIX = "OS-"  # the upstream driver's first version named app instances OS-<id>
 ClientFactory = Callable[[ClientConfig], EdfClient]
-
-
-def normalize_tenant(tenant: str | None) -> str:
-    """``None``/``""``/``root`` -> ``/root``; ``a`` -> ``/root/a``; ``/root/a/b`` kept."""
-    parts = [p for p in (tenant or "").strip().split("/") if p]
-    if parts[:1] == ["root"]:
-        parts = parts[1:]
-    return "/" + "/".join(["root", *parts])
 
 
 def uri_host(host: str) -> str:
@@ -81,7 +74,8 @@ class StoreLocation(glance_location.StoreLocation):
     """``datera://HOST:PORT[/root/TENANT...]/app_instances/IMAGE_ID``.
 
     Host and port say which cluster wrote the image (glance maps URIs to backends by prefix);
-    operations use the configured cluster and find the app instance by name.
+    operations use the configured cluster and find the app instance by name. ``tenant`` is
+    ``/root`` for a URI without a tenant, which the store reads as "the configured tenant".
     """
 
     host: str
@@ -123,7 +117,11 @@ class StoreLocation(glance_location.StoreLocation):
             image_id, ai_name = leaf, AI_PREFIX + leaf
         if not utils.is_uuid_like(image_id):
             raise bad
-        self.host, self.port, self.tenant = host, port, normalize_tenant(head)
+        try:
+            tenant = normalize_tenant(head)
+        except ValueError as e:
+            raise bad from e
+        self.host, self.port, self.tenant = host, port, tenant
         self.image_id, self.ai_name = image_id, ai_name
 
 
@@ -158,56 +156,78 @@ class StoreSettings:
 
     @classmethod
     def from_conf(cls, group: Any, lock_path: str, store_name: str) -> StoreSettings:
-        """Read ``group`` (a backend group or ``conf.glance_store``)."""
-        for required in ("datera_san_ip", "datera_san_login", "datera_san_password"):
-            if not getattr(group, required):
-                raise exceptions.BadStoreConfiguration(
-                    store_name=store_name, reason=f"{required} is not set"
+        """Read and check ``group`` (a backend group or ``conf.glance_store``).
+
+        Any bad value is a ``BadStoreConfiguration`` naming the option and the fix: glance's
+        ``create_multi_stores`` catches only that, anything else stops glance-api with every
+        other backend.
+        """
+        try:
+            return cls._read(group, lock_path)
+        except ValueError as e:  # options.OptionError, ClientConfig's checks
+            raise exceptions.BadStoreConfiguration(store_name=store_name, reason=str(e)) from e
+
+    @classmethod
+    def _read(cls, group: Any, lock_path: str) -> StoreSettings:
+        def get(name: str) -> Any:
+            return options.value(group, f"datera_{name}")
+
+        for required in ("san_ip", "san_login", "san_password"):
+            if not get(required):
+                raise options.OptionError(
+                    f"datera_{required}", "is not set", "set it in the backend's section"
                 )
-        initiator = group.datera_initiator_name
+        initiator = get("initiator_name")
         if initiator and not INITIATOR_ID.fullmatch(initiator):
             # EDF would refuse it at the first upload (422 from POST /initiators): say it now.
-            raise exceptions.BadStoreConfiguration(
-                store_name=store_name,
-                reason=f"datera_initiator_name {initiator!r} is not an iSCSI IQN or EUI "
-                "(e.g. iqn.2004-10.com.example:host1)",
+            raise options.OptionError(
+                "datera_initiator_name",
+                f"{initiator!r} is not an iSCSI IQN or EUI",
+                "use e.g. iqn.2004-10.com.example:host1",
             )
-        buffer_size = -(-int(group.datera_io_buffer_size) // 4096) * 4096
-        return cls(
-            san_ip=group.datera_san_ip,
-            san_port=int(group.datera_san_port),
-            login=group.datera_san_login,
-            password=group.datera_san_password,
-            tenant=normalize_tenant(group.datera_tenant_id),
-            replica_count=int(group.datera_replica_count),
-            placement_mode=group.datera_placement_mode,
-            chunk_size=int(group.datera_chunk_size),
-            ssl=group.datera_ssl,
-            ssl_verify=bool(group.datera_ssl_verify),
-            ssl_ca_file=group.datera_ssl_ca_file,
-            api_version=group.datera_api_version,
-            connector=group.datera_connector,
-            initiator_name=group.datera_initiator_name,
-            use_chap=bool(group.datera_use_chap),
-            default_image_size_gib=int(group.datera_default_image_size),
-            io_buffer_size=buffer_size,
-            io_depth=int(group.datera_io_depth),
-            skip_zero_blocks=bool(group.datera_skip_zero_blocks),
-            request_timeout=float(group.datera_request_timeout),
-            retry_deadline=float(group.datera_retry_deadline),
-            rootwrap_config=group.datera_rootwrap_config,
+        ca_file = get("ssl_ca_file")
+        settings = cls(
+            san_ip=options.host("datera_san_ip", get("san_ip")),
+            san_port=int(get("san_port")),
+            login=get("san_login"),
+            password=get("san_password"),
+            tenant=options.tenant(get("tenant_id")),
+            replica_count=int(get("replica_count")),
+            placement_mode=get("placement_mode"),
+            chunk_size=int(get("chunk_size")),
+            ssl=get("ssl"),
+            ssl_verify=bool(get("ssl_verify")),
+            ssl_ca_file=options.ca_file(ca_file) if ca_file else None,
+            api_version=get("api_version"),
+            connector=get("connector"),
+            initiator_name=initiator,
+            use_chap=bool(get("use_chap")),
+            default_image_size_gib=int(get("default_image_size")),
+            io_buffer_size=options.io_buffer_size(int(get("io_buffer_size"))),
+            io_depth=int(get("io_depth")),
+            skip_zero_blocks=bool(get("skip_zero_blocks")),
+            request_timeout=float(get("request_timeout")),
+            retry_deadline=float(get("retry_deadline")),
+            rootwrap_config=get("rootwrap_config"),
             lock_path=lock_path,
-            attach_linger=float(group.datera_attach_linger),
+            attach_linger=float(get("attach_linger")),
         )
+        settings.client_config()  # ClientConfig's own checks, now rather than at first use
+        return settings
 
     @property
     def growth_step_gib(self) -> int:
         return min(MAX_GROWTH_STEP_GIB, max(1, math.ceil(self.chunk_size / units.Gi)))
 
     @property
+    def cluster_prefix(self) -> str:
+        """The start of every URI of this cluster, whatever its tenant."""
+        return f"{SCHEME}://{uri_host(self.san_ip)}:{self.san_port}/"
+
+    @property
     def url_prefix(self) -> str:
-        """Unique per cluster and tenant, so glance maps each URI to the right backend."""
-        return f"{SCHEME}://{uri_host(self.san_ip)}:{self.san_port}{uri_tenant(self.tenant)}/app_instances/"
+        """The start of every URI this store writes: unique per cluster and tenant."""
+        return f"{self.cluster_prefix.rstrip('/')}{uri_tenant(self.tenant)}/app_instances/"
 
     def client_config(self) -> ClientConfig:
         return ClientConfig(
@@ -248,13 +268,30 @@ class _Parts:
     attacher: Attacher
     copier: chunkio.Copier
 
+    tenant_ready: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def connect(self) -> None:
+        """Make sure the tenant exists, once per process, at the first operation: EDF refuses
+        any call in a missing tenant. Not at startup, where the cluster may be down."""
+        if not self.tenant_ready.is_set():
+            self.client.ensure_tenant()
+            self.tenant_ready.set()
+
     def destroy(self, ai: models.AppInstance) -> None:
-        """Offline and delete ``ai`` (gone already is fine) and forget its attach records."""
-        self.attacher.detach_idle(ai.uuid)  # a lingering attachment goes before the volume
+        """Offline and delete ``ai`` (gone already is fine) and forget its attach records;
+        ``InUseByStore`` while a reader on this host has it attached."""
+        if not self.attacher.unless_attached(ai.uuid, lambda: self._delete(ai)):
+            raise exceptions.InUseByStore()
+
+    def _delete(self, ai: models.AppInstance) -> None:
         with contextlib.suppress(errors.NotFound):
             self.client.set_offline(ai.id, force=True)
-            self.client.delete_app_instance(ai.id, force=True)
-        self.attacher.forget(ai.uuid)
+            try:
+                self.client.delete_app_instance(ai.id, force=True)
+            except errors.Conflict as exc:
+                # The cluster keeps it whole (clones do not hold it on EDF, see
+                # tests/unit/test_store_clones.py); glance answers 409 and keeps the image.
+                raise exceptions.InUseByStore() from exc
 
 
 def ai_name(image_id: str) -> str:
@@ -271,8 +308,22 @@ def _length(metadata: dict[str, Any]) -> int | None:
         return None
 
 
-def _translate(exc: BaseException, image_id: str) -> BaseException | None:
+class ClusterUnavailable(exceptions.RemoteServiceUnavailable, exceptions.TimeoutError):
+    """The cluster cannot be reached now; the next operation may work.
+
+    Both glance_store types, so that glance 33 answers 503 (which clients retry) everywhere:
+    it maps ``RemoteServiceUnavailable`` to 503 on download (glance/api/v2/image_data.py) but
+    only ``TimeoutError`` on upload and delete (image_data.py, images.py); anything else is a
+    500 there.
+    """
+
+
+def _translate(exc: BaseException, image_id: str, adding: bool) -> BaseException | None:
     """The glance exception for ``exc``, or None to re-raise it unchanged."""
+    if isinstance(exc, errors.NotFound) and adding:
+        # glance reads NotFound from add as "the image was deleted during the upload" and
+        # deletes the image record (glance/api/v2/image_data.py): not what a 404 means here.
+        return exceptions.BackendException(f"Datera EDF, image {image_id}: {exc}")
     if isinstance(exc, chunkio.SizeMismatch):
         return exceptions.Invalid(message=f"Image {image_id}: {exc}")
     if isinstance(exc, chunkio.DeviceFull):
@@ -282,7 +333,7 @@ def _translate(exc: BaseException, image_id: str) -> BaseException | None:
     if isinstance(exc, errors.NotFound):
         return exceptions.NotFound(image=image_id)
     if isinstance(exc, errors.ConnectionFailed | errors.ServiceUnavailable | errors.Timeout):
-        return exceptions.RemoteServiceUnavailable(message=f"Datera EDF: {exc}")
+        return ClusterUnavailable(message=f"Datera EDF: {exc}")
     if isinstance(exc, errors.EdfError | AttachError):
         return exceptions.BackendException(f"Datera EDF, image {image_id}: {exc}")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG):
@@ -295,14 +346,26 @@ def _translate(exc: BaseException, image_id: str) -> BaseException | None:
 
 
 @contextlib.contextmanager
-def _glance_errors(image_id: str) -> Iterator[None]:
+def _glance_errors(image_id: str, *, adding: bool = False) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        mapped = _translate(exc, image_id)
+        mapped = _translate(exc, image_id, adding)
         if mapped is None:
             raise
         raise mapped from exc
+
+
+def _hashers(hashing_algo: str) -> tuple[Any, Any]:
+    """md5 and the multihash, known to work before anything exists on the cluster: an
+    unknown name, or a hash without a fixed length (``shake_128``, which glance_store's
+    ``algorithms_available`` check lets through), would otherwise fail after the upload."""
+    try:
+        multihash = utils.get_hasher(hashing_algo, False)
+        multihash.copy().hexdigest()
+    except (ValueError, TypeError) as e:
+        raise exceptions.UnknownHashingAlgo(algo=hashing_algo) from e
+    return utils.get_hasher("md5", False), multihash
 
 
 class _Upload:
@@ -384,12 +447,30 @@ def _read(
             LOG.exception("Detaching %s after a read failed", attachment.path)
 
 
-def _chain(first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        rest.close()
+class _Download:
+    """What ``get`` returns: the chunk read already, then the rest.
+
+    An iterator with ``close()`` rather than a generator: a generator closed before its first
+    ``next()`` never runs its ``finally``, so the device would stay attached until garbage
+    collection (glance's notifier may close the data unread).
+    """
+
+    def __init__(self, first: bytes, rest: Generator[bytes, None, None]) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __iter__(self) -> _Download:
+        return self
+
+    def __next__(self) -> bytes:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._first = None
+        self._rest.close()
 
 
 class Store(driver.Store):
@@ -444,62 +525,91 @@ class Store(driver.Store):
         return self.backend_group or SCHEME
 
     def _lock_path(self) -> str:
+        """``[oslo_concurrency] lock_path``; refusing to start without it.
+
+        The attach records kept there feed ``sudo glance-rootwrap chown``: a default under /tmp
+        could be made in advance by another local user. oslo.concurrency's external locks need
+        the option anyway (glance's cinder store says the same), so ask for it.
+        """
         for _group, opts in lock_opts.list_opts():
             with contextlib.suppress(cfg.DuplicateOptError):
                 self.conf.register_opts(opts, group="oslo_concurrency")
         path = self.conf.oslo_concurrency.lock_path
         if not path:
-            path = os.path.join(tempfile.gettempdir(), f"datera-glance-locks-{os.geteuid()}")
-            LOG.warning(
-                "[oslo_concurrency] lock_path is not set; the Datera store keeps its attach "
-                "records in %s",
-                path,
+            raise exceptions.BadStoreConfiguration(
+                store_name=self._name,
+                reason="[oslo_concurrency] lock_path is not set: set it to a directory only "
+                "the glance user can write (e.g. /var/lib/glance/lock); the store keeps its "
+                "attach records there",
             )
         return str(path)
 
     def configure_add(self) -> None:
-        """Read the configuration once, build the client, and check the cluster.
+        """Check the configuration and build the client, the attacher and the copier.
 
-        A missing credential or an unreachable cluster raises ``BadStoreConfiguration``, which
-        glance turns into "adding images disabled"; reads keep working once the cluster is back.
+        No network: glance_store's ``Store.configure`` clears WRITE_ACCESS for good on
+        ``BadStoreConfiguration`` and ``capabilities.check`` then refuses add *and* delete, so
+        only a configuration error may raise it. The cluster is contacted at the first
+        operation; during an outage operations raise ``RemoteServiceUnavailable`` and the
+        next one after the cluster is back works.
         """
         settings = StoreSettings.from_conf(self.store_conf, self._lock_path(), self._name)
-        self.READ_CHUNKSIZE = self.WRITE_CHUNKSIZE = settings.io_buffer_size
-        self._url_prefix = settings.url_prefix
         client = self._client_factory(settings.client_config())
-        attacher = Attacher(
-            client,
-            settings.attach_settings(),
-            connector_factory=self._connector_factory,
-            executor=self._executor,
-            timer=self._timer or thread_timer,
-        )
-        copier = self._copier or chunkio.get_copier()
-        self._parts = _Parts(settings, client, attacher, copier)
-        attacher.sweep()  # what a crashed glance-api of this host left attached
         try:
-            client.ensure_tenant()  # first: EDF refuses any call in a missing tenant
-            system = client.system()
-        except errors.EdfError as e:
-            LOG.error(
-                "Datera store %s: cluster %s:%s is not usable (%s); adding images is disabled",
-                self._name,
-                settings.san_ip,
-                settings.san_port,
-                e,
+            attacher = Attacher(
+                client,
+                settings.attach_settings(),
+                connector_factory=self._connector_factory,
+                executor=self._executor,
+                timer=self._timer or thread_timer,
             )
+        except (OSError, AttachError) as e:
+            client.close()
             raise exceptions.BadStoreConfiguration(
-                store_name=self._name, reason=f"Datera EDF cluster not usable: {e}"
+                store_name=self._name,
+                reason=f"[oslo_concurrency] lock_path {settings.lock_path}: {e}; use a "
+                "directory the glance user owns and can write, not writable by others",
             ) from e
+        copier = self._copier or chunkio.get_copier()
+        self.READ_CHUNKSIZE = self.WRITE_CHUNKSIZE = settings.io_buffer_size
+        self._url_prefix = self._glance_prefix(settings)
+        self._parts = _Parts(settings, client, attacher, copier)
+        self._sweep(attacher)
         LOG.info(
-            "Datera store %s: cluster %s (%s, API %s), tenant %s, %s copier core",
+            "Datera store %s: cluster %s:%s, tenant %s, %s copier core (the cluster is "
+            "contacted at the first operation)",
             self._name,
-            system.name,
-            system.sw_version,
-            client.api_version,
+            settings.san_ip,
+            settings.san_port,
             settings.tenant,
             copier.core_name,
         )
+
+    def _glance_prefix(self, settings: StoreSettings) -> str:
+        """``url_prefix``: glance maps a location without a store to the first backend whose
+        prefix starts it (``glance.common.store_utils._get_store_id_from_uri``).
+
+        Datera's original driver wrote tenant-less URIs in every tenant; when this is glance's
+        only Datera backend they are this backend's, so it claims the whole cluster. With
+        several Datera backends each keeps its own tenant's prefix (tenant-less URIs then
+        belong to a ``/root`` backend).
+        """
+        if settings.tenant == "/root" or not self.backend_group:
+            return settings.url_prefix
+        try:
+            enabled = dict(self.conf.enabled_backends or {})
+        except cfg.NoSuchOptError:
+            return settings.url_prefix
+        datera = [name for name, kind in enabled.items() if kind == SCHEME]
+        return settings.cluster_prefix if datera == [self.backend_group] else settings.url_prefix
+
+    def _sweep(self, attacher: Attacher) -> None:
+        """Detach what a crashed glance-api of this host left attached (local work only: no
+        cluster call, so an outage cannot fail the start)."""
+        try:
+            attacher.sweep()
+        except Exception:
+            LOG.exception("Datera store %s: cleaning up stale attachments failed", self._name)
 
     @property
     def settings(self) -> StoreSettings:
@@ -521,8 +631,9 @@ class Store(driver.Store):
         return parts
 
     def _location(self, parts: _Parts, location: Any) -> StoreLocation:
+        """The location, if it is in this store's tenant (a tenant-less URI always is)."""
         loc: StoreLocation = location.store_location
-        if loc.tenant != parts.settings.tenant:
+        if loc.tenant not in ("/root", parts.settings.tenant):
             raise exceptions.BadStoreUri(
                 message=f"image {loc.image_id} is in tenant {loc.tenant}, this store "
                 f"uses {parts.settings.tenant}"
@@ -531,7 +642,7 @@ class Store(driver.Store):
 
     def _find_image(self, parts: _Parts, loc: StoreLocation) -> tuple[models.AppInstance, int]:
         """The image's app instance and length; NotFound unless it is complete."""
-        ai = parts.client.find_app_instance(loc.ai_name)
+        ai = parts.client.lookup_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
         length = _length(parts.client.get_metadata(ai.id))
@@ -547,6 +658,7 @@ class Store(driver.Store):
         parts = self._configured()
         loc = self._location(parts, location)
         with _glance_errors(loc.image_id):
+            parts.connect()
             ai, length = self._find_image(parts, loc)
             if offset < 0 or offset > length:
                 raise exceptions.Invalid(
@@ -563,12 +675,13 @@ class Store(driver.Store):
             except BaseException:
                 reader.close()
                 raise
-        return _chain(first, reader), count
+        return _Download(first, reader), count
 
     def get_size(self, location: Any, context: Any = None) -> int:
         parts = self._configured()
         loc = self._location(parts, location)
         with _glance_errors(loc.image_id):
+            parts.connect()
             return self._find_image(parts, loc)[1]
 
     @driver.back_compat_add
@@ -587,7 +700,9 @@ class Store(driver.Store):
         settings, client = parts.settings, parts.client
         name = ai_name(image_id)
         size_gib = max(1, math.ceil(image_size / units.Gi)) if image_size else None
-        with _glance_errors(image_id):
+        md5, multihash = _hashers(hashing_algo)  # before the app instance exists
+        with _glance_errors(image_id, adding=True):
+            parts.connect()
             start_gib = size_gib or settings.default_image_size_gib
             self._check_capacity(parts, start_gib)
             self._replace_leftover(parts, name, image_id)
@@ -601,11 +716,11 @@ class Store(driver.Store):
                 )
             except errors.Conflict as e:
                 raise exceptions.Duplicate(image=image_id) from e
-        md5 = utils.get_hasher("md5", False)
-        multihash = utils.get_hasher(hashing_algo, False)
         upload = _Upload(parts, ai, start_gib)
         try:
-            with _glance_errors(image_id):
+            # -- upload state (datera_glance.upload_state): lets `datera-glance gc` tell a dead
+            # upload from a live one; the multihash lets `verify` work without glance's db.
+            with _glance_errors(image_id, adding=True), upload_state.recorded(client, ai.id):
                 written = parts.copier.write_stream(
                     image_file,
                     upload.open(),
@@ -619,9 +734,10 @@ class Store(driver.Store):
                 )
                 upload.close()
                 # Cinder's Datera driver fast-clones app instances tagged type=image.
-                client.put_metadata(
-                    ai.id, {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
-                )
+                final = {"checksum": md5.hexdigest(), "length": str(written), "type": "image"}
+                final.update(upload_state.multihash_metadata(hashing_algo, multihash.hexdigest()))
+                client.put_metadata(ai.id, final)
+            # -- end of upload state
         except BaseException:
             upload.rollback()
             raise
@@ -641,7 +757,7 @@ class Store(driver.Store):
     def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
         """Duplicate for a complete image; delete the leftover of a failed upload."""
         client = parts.client
-        existing = client.find_app_instance(name)
+        existing = client.lookup_app_instance(name)
         if existing is None:
             return
         if _length(client.get_metadata(existing.id)) is not None:
@@ -651,12 +767,20 @@ class Store(driver.Store):
 
     @capabilities.check
     def delete(self, location: Any, context: Any = None) -> None:
-        """Offline and delete the image's app instance; NotFound if it is not there."""
+        """Offline and delete the image's app instance; NotFound if it is not there.
+
+        ``InUseByStore`` (glance answers 409) while a reader on this host has the image
+        attached, instead of cutting its device off mid-read. Readers on other hosts are not
+        seen: their ACL entries stay after they detach (attach.py), so an ACL entry does not
+        mean a reader. EDF lists live iSCSI sessions in a storage instance's
+        ``active_initiators``; refusing while it names another host would cover them.
+        """
         parts = self._configured()
         loc = self._location(parts, location)
         client = parts.client
         with _glance_errors(loc.image_id):
-            ai = client.find_app_instance(loc.ai_name)
+            parts.connect()
+            ai = client.lookup_app_instance(loc.ai_name)
             if ai is None:
                 raise exceptions.NotFound(image=loc.image_id)
             parts.destroy(ai)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from oslo_utils import units
 
 from datera_glance import chunkio
 from datera_glance.chunkio import DeviceFull, SizeMismatch
@@ -19,8 +20,6 @@ from tests.plugins.core import Resources, ShortReader
 
 pytestmark = pytest.mark.root
 
-KiB = 1024
-MiB = 1024 * KiB
 SECTORS = [pytest.param(512, id="sector512"), pytest.param(4096, id="sector4096")]
 LoopFactory = Callable[..., str]
 
@@ -30,7 +29,7 @@ def _payload(n: int, seed: int = 1) -> bytes:
 
 
 def _read_all(core: chunkio.Copier, dev: str, length: int) -> bytes:
-    return b"".join(core.read_range(dev, 0, length, buffer_size=MiB))
+    return b"".join(core.read_range(dev, 0, length, buffer_size=units.Mi))
 
 
 def _device_size(dev: str) -> int:
@@ -42,18 +41,22 @@ def _device_size(dev: str) -> int:
 
 
 @pytest.mark.parametrize("sector", SECTORS)
-@pytest.mark.parametrize("size", [0, 1, 511, 4095, 4097, MiB - 1, MiB + 1])
+@pytest.mark.parametrize("size", [0, 1, 511, 4095, 4097, units.Mi - 1, units.Mi + 1])
 def test_sizes_padding_and_hashes(
     core: chunkio.Copier, loop_device: LoopFactory, sector: int, size: int
 ) -> None:
-    dev = loop_device(4 * MiB, sector_size=sector)
+    dev = loop_device(4 * units.Mi, sector_size=sector)
     capacity = _device_size(dev)
     core.write_stream([b"\xee" * capacity], dev, size=capacity)  # old contents
     data = _payload(size)
     md5, sha = hashlib.md5(), hashlib.sha512()
     res = Resources()
     n = core.write_stream(
-        ShortReader(data, 256 * KiB), dev, size=size, hashers=[md5, sha], buffer_size=256 * KiB
+        ShortReader(data, 256 * units.Ki),
+        dev,
+        size=size,
+        hashers=[md5, sha],
+        buffer_size=256 * units.Ki,
     )
     res.assert_nothing_left()
     assert n == size
@@ -69,25 +72,32 @@ def test_sizes_padding_and_hashes(
 
 @pytest.mark.parametrize("sector", SECTORS)
 def test_unaligned_read_ranges(core: chunkio.Copier, loop_device: LoopFactory, sector: int) -> None:
-    dev = loop_device(4 * MiB, sector_size=sector)
-    data = _payload(4 * MiB)
+    dev = loop_device(4 * units.Mi, sector_size=sector)
+    data = _payload(4 * units.Mi)
     core.write_stream(io.BytesIO(data), dev, size=len(data))
     rng = random.Random(7)
-    ranges = [(0, 1), (1, 1), (511, 2), (4095, 4098), (MiB - 1, MiB + 2), (4 * MiB - 1, 1)]
-    ranges += [(o, rng.randint(0, 4 * MiB - o)) for o in rng.sample(range(4 * MiB), 6)]
+    ranges = [
+        (0, 1),
+        (1, 1),
+        (511, 2),
+        (4095, 4098),
+        (units.Mi - 1, units.Mi + 2),
+        (4 * units.Mi - 1, 1),
+    ]
+    ranges += [(o, rng.randint(0, 4 * units.Mi - o)) for o in rng.sample(range(4 * units.Mi), 6)]
     for offset, length in ranges:
-        got = b"".join(core.read_range(dev, offset, length, buffer_size=64 * KiB, depth=3))
+        got = b"".join(core.read_range(dev, offset, length, buffer_size=64 * units.Ki, depth=3))
         assert got == data[offset : offset + length], (offset, length)
     with pytest.raises(EOFError):
-        next(core.read_range(dev, 4 * MiB - 10, 11))
+        next(core.read_range(dev, 4 * units.Mi - 10, 11))
 
 
 @pytest.mark.parametrize("sector", SECTORS)
 def test_skip_zeros_reads_back_input(
     core: chunkio.Copier, loop_device: LoopFactory, sector: int
 ) -> None:
-    dev = loop_device(8 * MiB, sector_size=sector)  # fresh sparse backing file: zeros
-    bs = 256 * KiB
+    dev = loop_device(8 * units.Mi, sector_size=sector)  # fresh sparse backing file: zeros
+    bs = 256 * units.Ki
     data = _payload(bs) + bytes(5 * bs) + _payload(bs, 2) + bytes(3 * bs) + b"tail"
     md5 = hashlib.md5()
     n = core.write_stream([data], dev, hashers=[md5], skip_zeros=True, buffer_size=bs)
@@ -100,7 +110,7 @@ def test_skip_zeros_reads_back_input(
 def test_grow_crossing_several_times(
     core: chunkio.Copier, loop_device: LoopFactory, sector: int
 ) -> None:
-    dev = loop_device(MiB, sector_size=sector)
+    dev = loop_device(units.Mi, sector_size=sector)
     with open(f"/sys/block/{os.path.basename(dev)}/loop/backing_file") as f:
         backing = f.read().strip()
     calls: list[int] = []
@@ -109,19 +119,19 @@ def test_grow_crossing_several_times(
         assert dev not in Resources().fds.values()  # handed over closed
         calls.append(written)
         with open(backing, "r+b") as f:
-            f.truncate(os.path.getsize(backing) + MiB)
+            f.truncate(os.path.getsize(backing) + units.Mi)
         subprocess.run(["losetup", "--set-capacity", dev], check=True)
         return dev
 
-    data = _payload(3 * MiB + 4097)
+    data = _payload(3 * units.Mi + 4097)
     md5 = hashlib.md5()
     res = Resources()
     n = core.write_stream(
-        ShortReader(data, 256 * KiB), dev, hashers=[md5], grow=grow, buffer_size=256 * KiB
+        ShortReader(data, 256 * units.Ki), dev, hashers=[md5], grow=grow, buffer_size=256 * units.Ki
     )
     res.assert_nothing_left()
     assert n == len(data)
-    assert calls == [MiB, 2 * MiB, 3 * MiB]
+    assert calls == [units.Mi, 2 * units.Mi, 3 * units.Mi]
     assert md5.hexdigest() == hashlib.md5(data).hexdigest()
     assert _read_all(core, dev, len(data)) == data
 
@@ -129,17 +139,17 @@ def test_grow_crossing_several_times(
 def test_source_raising_midway_leaves_nothing(
     core: chunkio.Copier, loop_device: LoopFactory
 ) -> None:
-    dev = loop_device(16 * MiB)
+    dev = loop_device(16 * units.Mi)
 
     def source() -> Iterator[bytes]:
         for i in range(5):
-            yield _payload(MiB, i)
+            yield _payload(units.Mi, i)
         raise OSError("upload aborted")
 
     res = Resources()
     with pytest.raises(OSError, match="upload aborted"):
         core.write_stream(
-            source(), dev, hashers=[hashlib.md5(), hashlib.sha512()], buffer_size=MiB, depth=4
+            source(), dev, hashers=[hashlib.md5(), hashlib.sha512()], buffer_size=units.Mi, depth=4
         )
     res.assert_nothing_left()
 
@@ -148,32 +158,37 @@ def test_source_raising_midway_leaves_nothing(
 def test_device_full_leaves_nothing(
     core: chunkio.Copier, loop_device: LoopFactory, sector: int
 ) -> None:
-    dev = loop_device(2 * MiB, sector_size=sector)
-    data = _payload(2 * MiB + 1)
+    dev = loop_device(2 * units.Mi, sector_size=sector)
+    data = _payload(2 * units.Mi + 1)
     res = Resources()
     with pytest.raises(DeviceFull):
-        core.write_stream(io.BytesIO(data), dev, hashers=[hashlib.md5()], buffer_size=256 * KiB)
+        core.write_stream(
+            io.BytesIO(data), dev, hashers=[hashlib.md5()], buffer_size=256 * units.Ki
+        )
     res.assert_nothing_left()
     with pytest.raises(DeviceFull):
         core.write_stream(io.BytesIO(data), dev, size=len(data))
     with pytest.raises(SizeMismatch):
-        core.write_stream(io.BytesIO(data), dev, size=MiB)
+        core.write_stream(io.BytesIO(data), dev, size=units.Mi)
     res.assert_nothing_left()
     # Exactly full is fine.
-    assert core.write_stream(io.BytesIO(data[: 2 * MiB]), dev) == 2 * MiB
-    assert _read_all(core, dev, 2 * MiB) == data[: 2 * MiB]
+    assert core.write_stream(io.BytesIO(data[: 2 * units.Mi]), dev) == 2 * units.Mi
+    assert _read_all(core, dev, 2 * units.Mi) == data[: 2 * units.Mi]
 
 
 def test_two_copies_at_once(core: chunkio.Copier, loop_device: LoopFactory) -> None:
-    devs = [loop_device(8 * MiB), loop_device(8 * MiB, sector_size=4096)]
-    datas = [_payload(7 * MiB + 3, seed=11), _payload(6 * MiB + 4095, seed=12)]
+    devs = [loop_device(8 * units.Mi), loop_device(8 * units.Mi, sector_size=4096)]
+    datas = [_payload(7 * units.Mi + 3, seed=11), _payload(6 * units.Mi + 4095, seed=12)]
     results: dict[int, Any] = {}
 
     def run(i: int) -> None:
         try:
             md5 = hashlib.md5()
             n = core.write_stream(
-                ShortReader(datas[i], MiB, seed=i), devs[i], hashers=[md5], buffer_size=MiB
+                ShortReader(datas[i], units.Mi, seed=i),
+                devs[i],
+                hashers=[md5],
+                buffer_size=units.Mi,
             )
             back = hashlib.md5(_read_all(core, devs[i], n)).hexdigest()
             results[i] = (n, md5.hexdigest(), back)
@@ -195,16 +210,16 @@ def test_two_copies_at_once(core: chunkio.Copier, loop_device: LoopFactory) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("sector", [pytest.param(4096, id="sector4096")])
 def test_large_image(core: chunkio.Copier, loop_device: LoopFactory, sector: int) -> None:
-    size = 256 * MiB + 12345
-    dev = loop_device(260 * MiB, sector_size=sector)
-    block = _payload(16 * MiB)
+    size = 256 * units.Mi + 12345
+    dev = loop_device(260 * units.Mi, sector_size=sector)
+    block = _payload(16 * units.Mi)
 
     def source() -> Iterator[memoryview]:
         view = memoryview(block)
         left = size
         i = 0
         while left:
-            n = min(left, 3 * MiB + 17 * i % 4096)  # odd chunk sizes
+            n = min(left, 3 * units.Mi + 17 * i % 4096)  # odd chunk sizes
             start = (i * 4099) % (len(block) - n)
             yield view[start : start + n]
             left -= n

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from oslo_utils import units
 
 from tests.plugins.simulator import loop_devices_on
 
+SIMULATOR = [sys.executable, "-m", "datera_glance.cli", "simulator"]
 READY = re.compile(r"^listening on (https?)://127\.0\.0\.1:(\d+)$")
 
 
@@ -83,7 +84,7 @@ def test_cli_serves_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> No
     with cli(tmp_path, "--capacity", "5GiB", "--sw-version", "3.3.1.0") as (proc, url):
         key = _login(url)
         system = requests.get(f"{url}/v2.2/system", headers={"Auth-Token": key}, timeout=10)
-        assert system.json()["data"]["total_capacity"] == 5 * 1024**3
+        assert system.json()["data"]["total_capacity"] == 5 * units.Gi
         assert system.json()["data"]["sw_version"] == "3.3.1.0"
         _create(url, key, "cli-ai")
         proc.send_signal(sig)
@@ -91,6 +92,29 @@ def test_cli_serves_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> No
         assert proc.stderr is not None
         assert "Traceback" not in proc.stderr.read()
     assert (tmp_path / "state.json").exists()
+
+
+def test_cli_state_survives_sigkill(tmp_path: Path) -> None:
+    """Killed without a chance to save: what was answered is in ``state.journal``."""
+    with cli(tmp_path) as (proc, url):
+        key = _login(url)
+        kept = _create(url, key, "killed-kept")
+        gone = _create(url, key, "killed-gone")
+        r = requests.delete(
+            f"{url}/v2.2/app_instances/{gone['id']}",
+            json={"force": True},
+            headers={"Auth-Token": key},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        proc.kill()
+        proc.wait(15)
+    with cli(tmp_path) as (proc, url):
+        key = _login(url)
+        r = requests.get(f"{url}/v2.2/app_instances", headers={"Auth-Token": key}, timeout=10)
+        assert [a["id"] for a in r.json()["data"]] == [kept["id"]]
+        proc.terminate()
+        assert proc.wait(15) == 0
 
 
 def test_cli_tls(tmp_path: Path) -> None:
@@ -136,6 +160,30 @@ def test_cli_bad_usage_exits_2(tmp_path: Path, bad: list[str]) -> None:
     assert "listening" not in proc.stdout
 
 
+def test_cli_media_flag_and_its_old_spelling(tmp_path: Path) -> None:
+    """``--media`` says where volumes live; ``--backend`` still works but is not in --help."""
+    with cli(tmp_path, "--media", "file") as (proc, url):
+        ai = _create(url, _login(url), "cli-media-ai")
+        device = ai["storage_instances"][0]["access"]["device_path"]
+        assert device.startswith(str(tmp_path / "volumes"))
+        proc.terminate()
+        assert proc.wait(15) == 0
+    usage = subprocess.run(
+        [*SIMULATOR, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "--media" in usage and "--backend" not in usage
+    bad = subprocess.run(
+        [*SIMULATOR, "--data-dir", str(tmp_path), "--media", "nvme"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "listening" not in bad.stdout
+
+
 def test_cli_port_in_use_is_an_error(tmp_path: Path) -> None:
     with cli(tmp_path / "one") as (proc, url):
         port = url.rsplit(":", 1)[1]
@@ -174,20 +222,20 @@ def test_cli_loop_backend_leaves_no_loop_device(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_cli_loop_backend_without_root_exits_2(tmp_path: Path) -> None:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.fail("setpriv (util-linux) is needed to run the CLI as an unprivileged user")
+    # The CLI's modules are imported as root, then the process becomes nobody and runs it:
+    # nobody need not reach this checkout or its .venv (a clone under root's 0700 home).
     os.chmod(tmp_path, 0o777)
     env = {**os.environ, "HOME": str(tmp_path)}
+    as_nobody = (
+        "import os, sys; import datera_glance.cli as cli; cli.build_parser(); "
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
     proc = subprocess.run(
         [
-            setpriv,
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
             sys.executable,
-            "-m",
-            "datera_glance.cli",
+            "-c",
+            as_nobody,
             "simulator",
             "--backend",
             "loop",
@@ -198,6 +246,7 @@ def test_cli_loop_backend_without_root_exits_2(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr

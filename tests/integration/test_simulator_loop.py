@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from oslo_utils import units
 
-from datera_glance.simulator import GiB, Simulator
+from datera_glance.simulator import Simulator
 from tests.plugins.simulator import Edf, loop_devices_on
 
 pytestmark = pytest.mark.root
@@ -59,7 +60,7 @@ def test_online_volume_is_a_direct_io_loop_device(loop_simulator: Simulator) -> 
     file = loop_simulator.state()["app_instances"][0]["file"]
     assert _loops_of(file) == [device]
     assert _dio(device) == "1"
-    assert _size(device) == GiB
+    assert _size(device) == units.Gi
     assert loop_simulator.state()["loop_devices"] == [device]
     _write_direct(device, 4096, b"\xab" * 4096)
     with open(file, "rb") as f:
@@ -85,18 +86,18 @@ def test_resize_offline_then_online_shows_new_size(loop_simulator: Simulator) ->
     edf = Edf(loop_simulator)
     ai = edf.create_ai("grow-ai")["data"]
     device = ai["storage_instances"][0]["access"]["device_path"]
-    _write_direct(device, GiB - 4096, b"\x5a" * 4096)
+    _write_direct(device, units.Gi - 4096, b"\x5a" * 4096)
     vol = f"/app_instances/{ai['id']}/storage_instances/storage-1/volumes/volume-1"
     edf.call("PUT", vol, json={"size": 2}, expect=400)
     edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "offline", "force": True})
     edf.call("PUT", vol, json={"size": 2})
     on = edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "online"})["data"]
     device = on["storage_instances"][0]["access"]["device_path"]
-    assert _size(device) == 2 * GiB
+    assert _size(device) == 2 * units.Gi
     fd = os.open(device, os.O_RDONLY)
     try:
-        assert os.pread(fd, 4096, GiB - 4096) == b"\x5a" * 4096
-        assert os.pread(fd, 4096, GiB) == bytes(4096)
+        assert os.pread(fd, 4096, units.Gi - 4096) == b"\x5a" * 4096
+        assert os.pread(fd, 4096, units.Gi) == bytes(4096)
     finally:
         os.close(fd)
 
@@ -104,7 +105,7 @@ def test_resize_offline_then_online_shows_new_size(loop_simulator: Simulator) ->
 def test_restart_reattaches_and_cleans_stale_devices(
     simulator_factory: Callable[..., Simulator], tmp_path: Path
 ) -> None:
-    sim = simulator_factory(backend="loop", data_dir=tmp_path)
+    sim = simulator_factory(media="loop", data_dir=tmp_path)
     edf = Edf(sim)
     online = edf.create_ai("stays-online")["data"]
     offline = edf.create_ai("stays-offline")["data"]
@@ -121,7 +122,7 @@ def test_restart_reattaches_and_cleans_stale_devices(
         for f in files.values()
     ]
     try:
-        again = simulator_factory(backend="loop", data_dir=tmp_path)
+        again = simulator_factory(media="loop", data_dir=tmp_path)
         state = {a["name"]: a for a in again.state()["app_instances"]}
         device = state["stays-online"]["device_path"]
         assert device and device.startswith("/dev/loop")
@@ -139,7 +140,7 @@ def test_restart_reattaches_and_cleans_stale_devices(
 def test_loop_devices_survive_nothing_after_stop(
     simulator_factory: Callable[..., Simulator], tmp_path: Path
 ) -> None:
-    sim = simulator_factory(backend="loop", data_dir=tmp_path)
+    sim = simulator_factory(media="loop", data_dir=tmp_path)
     edf = Edf(sim)
     for i in range(3):
         edf.create_ai(f"many-{i}")

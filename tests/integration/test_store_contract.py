@@ -24,7 +24,7 @@ from glance_store import location as glance_location
 from os_brick.initiator.connectors.local import LocalConnector
 from oslo_utils import units
 
-from datera_glance import chunkio
+from datera_glance import chunkio, upload_state
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
 from tests.plugins.store import StoreFactory, make_conf
@@ -117,10 +117,18 @@ def test_round_trip_known_size(
     [ai] = sim_ais(sim)
     assert ai["name"] == f"OS-IMAGE-{image_id}" and ai["uuid"] == image_id
     assert ai["size_gib"] == 1
-    assert {k: str(v) for k, v in ai["metadata"].items()} == {
+    metadata = {k: str(v) for k, v in ai["metadata"].items()}
+    # the upload-state record (datera_glance.upload_state) stays beside the image's keys
+    for key in (upload_state.HOST, upload_state.PID, upload_state.STARTED_AT):
+        assert metadata.pop(key)
+    metadata.pop(upload_state.PROCESS_START)
+    metadata.pop(upload_state.HEARTBEAT)
+    assert metadata == {
         "checksum": md5,
         "length": str(size),
         "type": "image",
+        "multihash_algo": "sha512",
+        "multihash": multihash,
     }
     # complete images stay online with this host's ACL entry (other hosts may read them)
     assert ai["admin_state"] == "online" and len(ai["acl"]) == 1

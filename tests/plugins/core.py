@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from datera_glance import chunkio
-from datera_glance.simulator.backends import LoopBackend, create_volume_file
+from datera_glance.simulator.media import LoopMedia, create_volume_file
 
 LoopFactory = Callable[..., str]
 
@@ -90,12 +90,12 @@ def loop_device(tmp_path: Path) -> Iterator[LoopFactory]:
     Backed by a sparse file under ``tmp_path`` (disk, not tmpfs); every device is detached
     and its file removed at teardown, whatever the test did.
     """
-    made: list[tuple[LoopBackend, str, Path]] = []
+    made: list[tuple[LoopMedia, str, Path]] = []
 
     def make(size: int, sector_size: int = 512) -> str:
         backing = tmp_path / f"loop{len(made)}.img"
         create_volume_file(backing, size)
-        loop = LoopBackend(sector_size=sector_size)
+        loop = LoopMedia(sector_size=sector_size)
         dev = loop.attach(backing)
         made.append((loop, dev, backing))
         return dev

@@ -138,6 +138,35 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]
         assert not left, f"loop devices left attached: {left}"
 
 
+def e2e_glance_api(
+    venv: GlanceVenv, postgres: PostgreSQL, base: Path, host: str, port: int, **options: Any
+) -> GlanceApi:
+    """glance-api (2 processes x 4 threads) with ``enabled_backends = datera1:datera`` on the
+    EDF cluster at ``host:port`` (which need not be up); not started."""
+    store_options = datera_store_options(
+        host,
+        port,
+        username="admin",
+        password="password",
+        initiator_name=E2E_INITIATOR,
+        # Small volumes and one growth step: a ~1.1 GiB chunked upload must grow once.
+        datera_default_image_size=1,
+        datera_chunk_size=units.Gi,
+        **options,
+    )
+    return GlanceApi(
+        venv,
+        base,
+        store_options=store_options,
+        database_url=postgres.url,
+        processes=2,
+        threads=4,
+        import_methods=["glance-direct"],
+        show_locations=True,
+        log=LOG.warning,
+    )
+
+
 @pytest.fixture(scope="module")
 def glance_api(
     glance_venv: GlanceVenv,
@@ -146,29 +175,8 @@ def glance_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GlanceApi]:
     """glance-api with ``enabled_backends = datera1:datera`` on the simulator."""
-    options = datera_store_options(
-        e2e_cluster.host,
-        e2e_cluster.port,
-        username="admin",
-        password="password",
-        initiator_name=E2E_INITIATOR,
-        # Small volumes and one growth step: a ~1.1 GiB chunked upload must grow once.
-        datera_default_image_size=1,
-        datera_chunk_size=units.Gi,
-    )
     base: Path = tmp_path_factory.mktemp("e2e-glance")
-    api = GlanceApi(
-        glance_venv,
-        base,
-        store_options=options,
-        database_url=postgres.url,
-        processes=2,
-        threads=4,
-        import_methods=["glance-direct"],
-        show_locations=True,
-        log=LOG.warning,
-    )
-    with api:
+    with e2e_glance_api(glance_venv, postgres, base, e2e_cluster.host, e2e_cluster.port) as api:
         yield api
 
 

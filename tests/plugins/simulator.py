@@ -1,9 +1,9 @@
 """Fixtures: the EDF simulator, in-process on an ephemeral port.
 
-- ``simulator``: file backend, fresh data dir, started; stopped at teardown.
+- ``simulator``: file media, fresh data dir, started; stopped at teardown.
 - ``simulator_factory(**kwargs)``: start more (``tls=True``, ``api_versions=("2.1",)``,
-  ``sw_version="3.3.0.0"``, ``backend="loop"``, ``data_dir=...`` to restart on old state, ...).
-- ``loop_simulator``: loop backend; the test must be marked ``root``.
+  ``sw_version="3.3.0.0"``, ``media="loop"``, ``data_dir=...`` to restart on old state, ...).
+- ``loop_simulator``: loop media; the test must be marked ``root``.
 
 At teardown every simulator is stopped and no loop device may be left on its volume files.
 """
@@ -50,7 +50,7 @@ def simulator_factory(
     leaks: list[str] = []
     for sim in reversed(started):
         sim.stop()
-        if sim.backend_name == "loop":
+        if sim.media_name == "loop":
             left = loop_devices_on(sim.data_dir)
             for dev in left:
                 subprocess.run(["losetup", "-d", dev], check=False)
@@ -60,7 +60,7 @@ def simulator_factory(
 
 @pytest.fixture
 def simulator(simulator_factory: Callable[..., Simulator]) -> Simulator:
-    """A started file-backend simulator (``sim.url``, user ``admin``/``password``)."""
+    """A started file-media simulator (``sim.url``, user ``admin``/``password``)."""
     return simulator_factory()
 
 
@@ -68,12 +68,12 @@ def simulator(simulator_factory: Callable[..., Simulator]) -> Simulator:
 def loop_simulator(
     request: pytest.FixtureRequest, simulator_factory: Callable[..., Simulator]
 ) -> Simulator:
-    """A started loop-backend simulator: ``device_path`` is a real loop device while online."""
+    """A started loop-media simulator: ``device_path`` is a real loop device while online."""
     if request.node.get_closest_marker("root") is None:
         pytest.fail("tests using loop_simulator must be marked @pytest.mark.root")
     if os.geteuid() != 0:
         pytest.skip("loop_simulator needs root for losetup")
-    return simulator_factory(backend="loop")
+    return simulator_factory(media="loop")
 
 
 class Edf:

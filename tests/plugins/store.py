@@ -5,6 +5,10 @@
 backend's group (``backend=None``: legacy ``[glance_store]``), points the LOCAL connector at
 the simulator's devices and calls ``configure()`` as glance does. Extra keyword-only knobs:
 ``connector_factory``, ``executor``, ``client_factory``, ``lock_path``, ``timer``.
+
+For glance_store's module-level API (``multi_backend``, ``backend``): ``global_conf`` (the
+global CONF with ``Overrides`` undone at teardown, and the scheme maps restored) and
+``datera_options(sim, lock_path)``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from glance_store import location
 from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 
@@ -95,3 +100,62 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
         for store in made:
             with contextlib.suppress(Exception):  # the simulator may already be gone
                 store.close()
+
+
+def datera_options(sim: Any, lock_path: str, **extra: Any) -> dict[str, Any]:
+    """The Datera options for ``sim`` as glance-api.conf would set them (for ``Overrides``)."""
+    return {
+        "datera_san_ip": sim.host,
+        "datera_san_port": sim.port,
+        "datera_san_login": "admin",
+        "datera_san_password": "password",
+        "datera_ssl": False,
+        "datera_connector": "local",
+        "datera_initiator_name": TEST_INITIATOR,
+        # As store_factory: tests that count attachments or records see them released at once.
+        "datera_attach_linger": 0,
+        **extra,
+    }
+
+
+class Overrides:
+    """Overrides on the global CONF (glance_store's module-level API reads it), undone later."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self.done: list[tuple[str, str | None]] = []
+
+    def config(self, group: str | None = None, **values: Any) -> None:
+        for name, value in values.items():
+            self.conf.set_override(name, value, group=group)
+            self.done.append((name, group))
+
+    def undo(self) -> None:
+        for name, group in reversed(self.done):
+            self.conf.clear_override(name, group=group)
+
+
+@pytest.fixture
+def global_conf(tmp_path: Any) -> Iterator[Overrides]:
+    """glance_store's global CONF (its module-level API reads it), and its scheme maps,
+    restored at teardown."""
+    conf = cfg.CONF
+    if "enabled_backends" not in conf:
+        conf.register_opt(cfg.DictOpt("enabled_backends"))
+    overrides = Overrides(conf)
+    saved = (dict(location.SCHEME_TO_CLS_MAP), dict(location.SCHEME_TO_CLS_BACKEND_MAP))
+    try:
+        overrides.config(lock_path=str(tmp_path / "locks"), group="oslo_concurrency")
+        yield overrides
+    finally:
+        overrides.undo()
+        location.SCHEME_TO_CLS_MAP.clear()
+        location.SCHEME_TO_CLS_MAP.update(saved[0])
+        location.SCHEME_TO_CLS_BACKEND_MAP.clear()
+        location.SCHEME_TO_CLS_BACKEND_MAP.update(saved[1])
+
+
+def close_clients(stores: list[Any]) -> None:
+    for store in stores:
+        if isinstance(store, Store):
+            store.close()

@@ -7,6 +7,7 @@ in the Store contract suite.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -16,6 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from os_brick import exception as brick_exception
+from oslo_concurrency import processutils
 
 from datera_glance import attach
 from datera_glance.edf import errors, models
@@ -102,7 +105,12 @@ class FakeClient:
 
     def set_chap(self, ai: str, username: str, password: str) -> None:
         self._rec("set_chap", ai, username, password)
-        self.si = replace(self.si, auth_type="chap")
+        # EDF shows the target's CHAP user name (auth.target_user_name), never the secret
+        self.si = replace(self.si, auth_type="chap", chap_user=username)
+
+    def clear_chap(self, ai: str) -> None:
+        self._rec("clear_chap", ai)
+        self.si = replace(self.si, auth_type="none", chap_user="")
 
     def wait_available(self, ai: str, *, timeout: float) -> models.StorageInstance:
         self._rec("wait_available", ai, timeout)
@@ -134,6 +142,8 @@ class FakeConnector:
 
 
 class Recorder:
+    """A ``processutils.execute`` stand-in; fails the way the real one does."""
+
     def __init__(self, fail: bool = False) -> None:
         self.commands: list[tuple[tuple[str, ...], dict[str, Any]]] = []
         self.fail = fail
@@ -141,7 +151,9 @@ class Recorder:
     def __call__(self, *cmd: str, **kwargs: Any) -> tuple[str, str]:
         self.commands.append((cmd, kwargs))
         if self.fail:
-            raise OSError("rootwrap refused chown")
+            raise processutils.ProcessExecutionError(
+                stderr="rootwrap refused chown", exit_code=99, cmd=" ".join(cmd)
+            )
         return "", ""
 
 
@@ -173,12 +185,19 @@ def make_attacher(
         scope="10.0.0.1:7718/root",
         **settings,
     )
+    # udev's link for the LUN, which tells a record's device is this target's
+    by_path = tmp_path / "by-path"
+    by_path.mkdir(parents=True, exist_ok=True)
+    link = by_path / f"ip-{client.si.ips[0]}:3260-iscsi-{client.si.iqn}-lun-0"
+    if not link.is_symlink():
+        link.symlink_to(fake.path)
     return attach.Attacher(
         client,  # type: ignore[arg-type]
         cfg,
         connector_factory=factory,
         executor=executor or Recorder(),
         geteuid=lambda: euid,
+        by_path_dir=str(by_path),
     )
 
 
@@ -356,10 +375,11 @@ def test_no_chown_as_root(tmp_path: pathlib.Path, device: str) -> None:
 
 
 def test_failed_chown_disconnects_and_raises(tmp_path: pathlib.Path, device: str) -> None:
+    # rootwrap's failure (processutils.ProcessExecutionError) reaches the Store as AttachError
     client = FakeClient(make_si())
     conn = FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn, executor=Recorder(fail=True), euid=4242)
-    with pytest.raises(OSError, match="rootwrap refused"):
+    with pytest.raises(attach.AttachError, match="rootwrap refused"):
         attacher.attach(client.ai())
     assert len(conn.connects) == len(conn.disconnects) == 1
     assert not list((tmp_path / "locks").glob("*.json"))
@@ -424,3 +444,178 @@ def test_acl_validation_errors_are_not_hidden(tmp_path: pathlib.Path, device: st
     with pytest.raises(errors.ValidationFailed):
         make_attacher(tmp_path, client, conn).attach(client.ai())
     assert conn.connects == [] and not list((tmp_path / "locks").glob("*.json"))
+
+
+# -- issue 11: host failures, CHAP refresh, attach records that cannot be trusted ----------
+
+
+class BrokenConnector(FakeConnector):
+    """Fails where asked, with what os-brick and rootwrap raise."""
+
+    def __init__(self, path: str, fail: str, secret: str = "") -> None:
+        super().__init__(path)
+        self.fail = fail
+        # what iscsiadm says may carry the CHAP secret of the command it ran
+        self.error = processutils.ProcessExecutionError(
+            cmd=f"iscsiadm -m node --op update -n node.session.auth.password -v {secret}",
+            stderr="iscsiadm: login failed",
+            exit_code=24,
+        )
+
+    def get_connector_properties(self, root_helper: str, *a: Any, **kw: Any) -> dict[str, Any]:
+        if self.fail == "properties":
+            raise self.error
+        return super().get_connector_properties(root_helper, *a, **kw)
+
+    def connect_volume(self, props: dict[str, Any]) -> dict[str, Any]:
+        if self.fail == "connect":
+            raise self.error
+        return super().connect_volume(props)
+
+    def disconnect_volume(self, *args: Any, **kwargs: Any) -> None:
+        super().disconnect_volume(*args, **kwargs)
+        if self.fail == "disconnect":
+            raise OSError(5, "Input/output error")
+
+
+@pytest.mark.parametrize("fail", ["factory", "properties", "connect", "disconnect"])
+def test_os_brick_and_rootwrap_failures_are_attach_errors(
+    tmp_path: pathlib.Path, device: str, fail: str
+) -> None:
+    """attach.py's callers (the Store) translate AttachError for glance; os-brick's and
+    processutils' own exception types would reach glance as a 500."""
+    key = b"cluster-password"
+    secret = attach.chap_credentials(key, AI_UUID)[1]
+    client = FakeClient(make_si())
+    conn = BrokenConnector(device, fail, secret)
+    attacher = make_attacher(tmp_path, client, conn, use_chap=True, chap_key=key)
+    if fail == "factory":
+
+        def factory(protocol: str, root_helper: str) -> Any:
+            raise brick_exception.BrickException("no such protocol")
+
+        attacher = attach.Attacher(
+            client,  # type: ignore[arg-type]
+            attacher._settings,
+            connector_factory=factory,
+            executor=Recorder(),
+        )
+    if fail == "disconnect":
+        attachment = attacher.attach(client.ai())
+        with pytest.raises(attach.AttachError, match="Input/output error"):
+            attachment.close()
+    else:
+        with pytest.raises(attach.AttachError) as info:
+            attacher.attach(client.ai())
+        assert secret not in str(info.value)
+    assert not list((tmp_path / "locks").glob("*.json"))
+
+
+def test_chap_is_reset_when_the_cluster_password_rotates(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    """The secret is derived from the password: after a rotation the target still holds the
+    old one, which EDF never shows; its user name (auth.target_user_name) tells."""
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    old = make_attacher(tmp_path / "a", client, conn, use_chap=True, chap_key=b"old-password")
+    with old.attached(client.ai()):
+        pass
+    new_user, new_secret = attach.chap_credentials(b"new-password", AI_UUID)
+    client.calls.clear()
+    new = make_attacher(tmp_path / "b", client, conn, use_chap=True, chap_key=b"new-password")
+    with new.attached(client.ai()):
+        assert conn.connects[-1]["auth_password"] == new_secret
+    assert ("set_chap", AI_UUID, new_user, new_secret) in client.calls
+    assert client.si.chap_user == new_user
+
+
+def test_chap_follows_datera_use_chap_both_ways(tmp_path: pathlib.Path, device: str) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    with make_attacher(tmp_path / "on", client, conn, use_chap=True).attached(client.ai()):
+        assert conn.connects[-1]["auth_method"] == "CHAP"
+    assert client.si.auth_type == "chap"
+    # turned off: the target must stop asking for CHAP, or os-brick's login fails
+    with make_attacher(tmp_path / "off", client, conn).attached(client.ai()):
+        assert "auth_method" not in conn.connects[-1]
+    assert ("clear_chap", AI_UUID) in client.calls and client.si.auth_type == "none"
+    # and on again
+    client.calls.clear()
+    with make_attacher(tmp_path / "again", client, conn, use_chap=True).attached(client.ai()):
+        assert conn.connects[-1]["auth_method"] == "CHAP"
+    assert [c[0] for c in client.calls].count("set_chap") == 1
+
+
+def record_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    scope = hashlib.sha256(b"10.0.0.1:7718/root").hexdigest()[:12]
+    return tmp_path / "locks" / f"datera-glance-attach-{scope}-{AI_UUID}.json"
+
+
+LIVE_USER = f"{os.getpid()}:{'0' * 32}"  # this process: a user that looks alive
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "{not json",
+        '["a", "list"]',
+        '{"users": "everyone"}',
+        json.dumps({"users": ["1:nothex"]}),
+        json.dumps({"users": [], "orig_uid": "0"}),
+        json.dumps({"users": [LIVE_USER], "device_info": "/dev/sda"}),
+        json.dumps({"users": [LIVE_USER], "device_info": {"path": "/dev/sda"}}),  # no props
+    ],
+    ids=["not-json", "list", "users-str", "bad-token", "uid-str", "info-str", "no-props"],
+)
+def test_records_that_do_not_parse_are_ignored_and_logged(
+    tmp_path: pathlib.Path, device: str, record: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn)
+    record_path(tmp_path).write_text(record)
+    with (
+        caplog.at_level("WARNING", logger="datera_glance.attach"),
+        attacher.attached(client.ai()) as path,
+    ):
+        assert path == device
+    assert len(conn.connects) == len(conn.disconnects) == 1
+    assert "Ignoring attach record" in caplog.text
+
+
+@pytest.mark.parametrize("connector", ["iscsi", "local"])
+def test_a_record_naming_another_device_is_never_trusted(
+    tmp_path: pathlib.Path, device: str, connector: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device path and uid in a record feed ``sudo glance-rootwrap chown``: one naming a
+    file that is not this app instance's device must neither be read nor chowned."""
+    victim = tmp_path / "victim"
+    victim.write_text("not an image")
+    client = FakeClient(make_si(device_path=device))
+    conn = FakeConnector(device)
+    executor = Recorder()
+    settings: dict[str, Any] = {"connector": connector}
+    if connector == "local":
+        settings["initiator_name"] = "iqn.2026-11.test:host-b"
+    attacher = make_attacher(tmp_path, client, conn, executor=executor, **settings)
+    props = (
+        {"device_path": str(victim)}
+        if connector == "local"
+        else {"target_portal": "172.28.1.5:3260", "target_iqn": TARGET, "target_lun": 0}
+    )
+    forged = {"props": props, "device_info": {"path": str(victim)}, "orig_uid": 4242}
+    # a live user: joining would hand the victim to the reader
+    record_path(tmp_path).write_text(json.dumps({**forged, "users": [LIVE_USER]}))
+    with (
+        caplog.at_level("WARNING", logger="datera_glance.attach"),
+        attacher.attached(client.ai()) as path,
+    ):
+        assert path == device
+    assert "its device is not app instance" in caplog.text
+    # no user left: the old owner it names would be restored on the real device by root
+    record_path(tmp_path).write_text(json.dumps({**forged, "users": []}))
+    with attacher.attached(client.ai()) as path:
+        assert path == device
+    assert executor.commands == []  # glance runs as root here: nothing to chown back
+    assert str(victim) not in [p.get("device_path") for p in conn.connects]

@@ -64,6 +64,13 @@ class Host:
         self.timers = ManualTimers()
         self.clock = Clock()
         self.lock_path = tmp_path / "locks"
+        # udev's link for the LUN, which tells a record's device is this target's
+        self.by_path = tmp_path / "by-path"
+        self.by_path.mkdir(parents=True, exist_ok=True)
+        si = self.client.si
+        link = self.by_path / f"ip-{si.ips[0]}:3260-iscsi-{si.iqn}-lun-0"
+        if not link.is_symlink():
+            link.symlink_to(device)
         self.attacher = self.make(linger)
 
     def make(self, linger: float = 30.0) -> attach.Attacher:
@@ -81,6 +88,7 @@ class Host:
             geteuid=lambda: 0,
             clock=self.clock,
             timer=self.timers,
+            by_path_dir=str(self.by_path),
         )
 
     def ai(self) -> models.AppInstance:

@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oslo_utils import units
 
 from datera_glance import chunkio
 from datera_glance.chunkio import DeviceFull, DirectIOUnsupported, SizeMismatch
 from tests.plugins.core import Resources, ShortReader
-
-KiB = 1024
-MiB = 1024 * KiB
 
 
 def _payload(n: int, seed: int = 1) -> bytes:
@@ -62,14 +60,16 @@ def _random_chunks(data: bytes, seed: int = 3) -> Iterator[Any]:
         pos += n
 
 
-@pytest.mark.parametrize("size", [0, 1, 511, 4095, 4096, 4097, MiB - 1, MiB, MiB + 1, 3 * MiB + 5])
+@pytest.mark.parametrize(
+    "size", [0, 1, 511, 4095, 4096, 4097, units.Mi - 1, units.Mi, units.Mi + 1, 3 * units.Mi + 5]
+)
 def test_round_trip_and_hashes(core: chunkio.Copier, tmp_path: Path, size: int) -> None:
     data = _payload(size)
-    path = _target(tmp_path, 4 * MiB)
+    path = _target(tmp_path, 4 * units.Mi)
     md5, sha = hashlib.md5(), hashlib.sha512()
     res = Resources()
     n = core.write_stream(
-        io.BytesIO(data), path, size=size, hashers=[md5, sha], buffer_size=256 * KiB
+        io.BytesIO(data), path, size=size, hashers=[md5, sha], buffer_size=256 * units.Ki
     )
     res.assert_nothing_left()
     assert n == size
@@ -77,20 +77,20 @@ def test_round_trip_and_hashes(core: chunkio.Copier, tmp_path: Path, size: int) 
     assert sha.hexdigest() == hashlib.sha512(data).hexdigest()
     on_disk = Path(path).read_bytes()
     assert on_disk[:size] == data
-    assert on_disk[size:] == bytes(4 * MiB - size)
-    back = list(core.read_range(path, 0, size, buffer_size=256 * KiB))
+    assert on_disk[size:] == bytes(4 * units.Mi - size)
+    back = list(core.read_range(path, 0, size, buffer_size=256 * units.Ki))
     assert b"".join(back) == data
-    assert all(0 < len(c) <= 256 * KiB for c in back)
+    assert all(0 < len(c) <= 256 * units.Ki for c in back)
     res.assert_nothing_left()
 
 
 @pytest.mark.parametrize("depth", [1, 2, 4])
-@pytest.mark.parametrize("buffer_size", [4 * KiB, 64 * KiB, MiB])
+@pytest.mark.parametrize("buffer_size", [4 * units.Ki, 64 * units.Ki, units.Mi])
 def test_depth_and_buffer_sizes(
     core: chunkio.Copier, tmp_path: Path, depth: int, buffer_size: int
 ) -> None:
-    data = _payload(2 * MiB + 333)
-    path = _target(tmp_path, 3 * MiB)
+    data = _payload(2 * units.Mi + 333)
+    path = _target(tmp_path, 3 * units.Mi)
     md5 = hashlib.md5()
     n = core.write_stream(
         _random_chunks(data), path, hashers=[md5], buffer_size=buffer_size, depth=depth
@@ -102,14 +102,14 @@ def test_depth_and_buffer_sizes(
 
 
 def test_short_reads_never_ask_more_than_a_buffer(core: chunkio.Copier, tmp_path: Path) -> None:
-    data = _payload(5 * MiB + 17)
-    path = _target(tmp_path, 6 * MiB)
-    reader = ShortReader(data, limit=MiB)
+    data = _payload(5 * units.Mi + 17)
+    path = _target(tmp_path, 6 * units.Mi)
+    reader = ShortReader(data, limit=units.Mi)
     sha = hashlib.sha256()
-    assert core.write_stream(reader, path, hashers=[sha], buffer_size=MiB) == len(data)
+    assert core.write_stream(reader, path, hashers=[sha], buffer_size=units.Mi) == len(data)
     assert sha.hexdigest() == hashlib.sha256(data).hexdigest()
     assert Path(path).read_bytes()[: len(data)] == data
-    assert max(reader.asked) == MiB and len(reader.asked) > 20
+    assert max(reader.asked) == units.Mi and len(reader.asked) > 20
 
 
 @pytest.mark.parametrize(
@@ -123,15 +123,15 @@ def test_short_reads_never_ask_more_than_a_buffer(core: chunkio.Copier, tmp_path
     ],
 )
 def test_source_types(core: chunkio.Copier, tmp_path: Path, make_source: Any) -> None:
-    data = _payload(MiB + 12345)
-    path = _target(tmp_path, 2 * MiB)
-    n = core.write_stream(make_source(data), path, size=len(data), buffer_size=128 * KiB)
+    data = _payload(units.Mi + 12345)
+    path = _target(tmp_path, 2 * units.Mi)
+    n = core.write_stream(make_source(data), path, size=len(data), buffer_size=128 * units.Ki)
     assert n == len(data)
     assert Path(path).read_bytes()[: len(data)] == data
 
 
 def test_reader_returning_more_than_asked(core: chunkio.Copier, tmp_path: Path) -> None:
-    data = _payload(MiB + 7)
+    data = _payload(units.Mi + 7)
 
     class Greedy:
         pos = 0
@@ -141,31 +141,63 @@ def test_reader_returning_more_than_asked(core: chunkio.Copier, tmp_path: Path) 
             self.pos += len(out)
             return out
 
-    path = _target(tmp_path, 2 * MiB)
-    assert core.write_stream(Greedy(), path, size=len(data), buffer_size=64 * KiB) == len(data)
+    path = _target(tmp_path, 2 * units.Mi)
+    assert core.write_stream(Greedy(), path, size=len(data), buffer_size=64 * units.Ki) == len(data)
     assert Path(path).read_bytes()[: len(data)] == data
 
 
 @pytest.mark.parametrize("buffering", [0, -1], ids=["raw", "buffered"])
 def test_file_object_source(core: chunkio.Copier, tmp_path: Path, buffering: int) -> None:
-    data = _payload(2 * MiB + 99)
+    data = _payload(2 * units.Mi + 99)
     src = tmp_path / "src.bin"
     src.write_bytes(data)
-    path = _target(tmp_path, 3 * MiB)
+    path = _target(tmp_path, 3 * units.Mi)
     md5 = hashlib.md5()
     with open(src, "rb", buffering=buffering) as f:
-        assert core.write_stream(f, path, hashers=[md5], buffer_size=256 * KiB) == len(data)
+        assert core.write_stream(f, path, hashers=[md5], buffer_size=256 * units.Ki) == len(data)
     assert md5.hexdigest() == hashlib.md5(data).hexdigest()
     assert Path(path).read_bytes()[: len(data)] == data
 
 
+class ReadOnlyRaw(io.RawIOBase):
+    """A raw stream that implements ``read()`` only, so ``readinto`` raises NotImplementedError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source = ShortReader(data, limit=units.Mi)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self.source.read(n)
+
+
+def test_raw_stream_with_read_only(core: chunkio.Copier, tmp_path: Path) -> None:
+    """Any object with ``read()`` is a source, whatever it derives from.
+
+    glance_store's other drivers only call ``read(n)`` on the image file
+    (glance_store/common/utils.py ``chunkreadable``/``chunkiter``, used by
+    glance_store/_drivers/filesystem.py ``add``), so an ``io.RawIOBase`` subclass that
+    implements just ``read()`` is a valid image source; ``readinto`` is an optimisation.
+    """
+    data = _payload(3 * units.Mi + 77)
+    path = _target(tmp_path, 4 * units.Mi)
+    md5 = hashlib.md5()
+    source = ReadOnlyRaw(data)
+    n = core.write_stream(source, path, hashers=[md5], size=len(data), buffer_size=units.Mi)
+    assert n == len(data)
+    assert md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert Path(path).read_bytes()[: len(data)] == data
+    assert max(source.source.asked) <= units.Mi
+
+
 def test_hashers_and_verifier_each_on_own_thread(core: chunkio.Copier, tmp_path: Path) -> None:
-    data = _payload(2 * MiB + 5)
-    path = _target(tmp_path, 3 * MiB)
+    data = _payload(2 * units.Mi + 5)
+    path = _target(tmp_path, 3 * units.Mi)
     hashers = [ThreadHasher(), ThreadHasher()]
     verifier = ThreadHasher()
     core.write_stream(
-        io.BytesIO(data), path, hashers=hashers, verifier=verifier, buffer_size=64 * KiB
+        io.BytesIO(data), path, hashers=hashers, verifier=verifier, buffer_size=64 * units.Ki
     )
     everyone = [*hashers, verifier]
     for h in everyone:
@@ -177,7 +209,7 @@ def test_hashers_and_verifier_each_on_own_thread(core: chunkio.Copier, tmp_path:
 
 
 def test_too_many_bytes_writes_nothing_more(core: chunkio.Copier, tmp_path: Path) -> None:
-    bs = 64 * KiB
+    bs = 64 * units.Ki
     size = 2 * bs + 10
     data = _payload(3 * bs + 100)
     path = _target(tmp_path, 4 * bs, fill=b"\xaa")
@@ -194,17 +226,17 @@ def test_too_many_bytes_writes_nothing_more(core: chunkio.Copier, tmp_path: Path
 
 def test_too_few_bytes(core: chunkio.Copier, tmp_path: Path) -> None:
     data = _payload(100_000)
-    path = _target(tmp_path, MiB)
+    path = _target(tmp_path, units.Mi)
     res = Resources()
     with pytest.raises(SizeMismatch, match="100000"):
-        core.write_stream(io.BytesIO(data), path, size=len(data) + 1, buffer_size=64 * KiB)
+        core.write_stream(io.BytesIO(data), path, size=len(data) + 1, buffer_size=64 * units.Ki)
     res.assert_nothing_left()
 
 
 def test_offset(core: chunkio.Copier, tmp_path: Path) -> None:
     data = _payload(70_000)
-    path = _target(tmp_path, MiB, fill=b"\x11")
-    core.write_stream([data], path, offset=8192, buffer_size=16 * KiB)
+    path = _target(tmp_path, units.Mi, fill=b"\x11")
+    core.write_stream([data], path, offset=8192, buffer_size=16 * units.Ki)
     on_disk = Path(path).read_bytes()
     assert on_disk[:8192] == b"\x11" * 8192
     assert on_disk[8192 : 8192 + len(data)] == data
@@ -214,7 +246,7 @@ def test_offset(core: chunkio.Copier, tmp_path: Path) -> None:
 
 
 def test_grow_crossing_several_times(core: chunkio.Copier, tmp_path: Path) -> None:
-    step = MiB
+    step = units.Mi
     path = _target(tmp_path, step)
     data = _payload(4 * step + 12345)
     calls: list[int] = []
@@ -230,7 +262,11 @@ def test_grow_crossing_several_times(core: chunkio.Copier, tmp_path: Path) -> No
     md5 = hashlib.md5()
     res = Resources()
     n = core.write_stream(
-        ShortReader(data, limit=256 * KiB), path, hashers=[md5], grow=grow, buffer_size=256 * KiB
+        ShortReader(data, limit=256 * units.Ki),
+        path,
+        hashers=[md5],
+        grow=grow,
+        buffer_size=256 * units.Ki,
     )
     res.assert_nothing_left()
     assert n == len(data)
@@ -240,42 +276,44 @@ def test_grow_crossing_several_times(core: chunkio.Copier, tmp_path: Path) -> No
 
 
 def test_grow_to_a_new_path(core: chunkio.Copier, tmp_path: Path) -> None:
-    paths = [_target(tmp_path, 512 * KiB, name="dev0.img")]
-    data = _payload(MiB + 1)
+    paths = [_target(tmp_path, 512 * units.Ki, name="dev0.img")]
+    data = _payload(units.Mi + 1)
 
     def grow(written: int) -> str:
         new = str(tmp_path / f"dev{len(paths)}.img")
         os.rename(paths[-1], new)
         with open(new, "r+b") as f:
-            f.truncate(os.path.getsize(new) + 512 * KiB)
+            f.truncate(os.path.getsize(new) + 512 * units.Ki)
         paths.append(new)
         return new
 
-    assert core.write_stream([data], paths[0], grow=grow, buffer_size=128 * KiB) == len(data)
+    assert core.write_stream([data], paths[0], grow=grow, buffer_size=128 * units.Ki) == len(data)
     assert len(paths) == 3
     assert Path(paths[-1]).read_bytes()[: len(data)] == data
 
 
 def test_grow_that_does_not_grow(core: chunkio.Copier, tmp_path: Path) -> None:
-    path = _target(tmp_path, 256 * KiB)
+    path = _target(tmp_path, 256 * units.Ki)
     res = Resources()
     with pytest.raises(DeviceFull, match="did not enlarge"):
-        core.write_stream([_payload(MiB)], path, grow=lambda w: path, buffer_size=64 * KiB)
+        core.write_stream(
+            [_payload(units.Mi)], path, grow=lambda w: path, buffer_size=64 * units.Ki
+        )
     res.assert_nothing_left()
 
 
 def test_past_the_end_without_grow(core: chunkio.Copier, tmp_path: Path) -> None:
-    path = _target(tmp_path, 256 * KiB)
+    path = _target(tmp_path, 256 * units.Ki)
     res = Resources()
     with pytest.raises(DeviceFull) as info:
-        core.write_stream([_payload(MiB)], path, buffer_size=64 * KiB)
+        core.write_stream([_payload(units.Mi)], path, buffer_size=64 * units.Ki)
     assert info.value.errno == errno.ENOSPC
     assert info.value.filename == path
     res.assert_nothing_left()
 
-    reader = ShortReader(b"x" * MiB, limit=64 * KiB)
+    reader = ShortReader(b"x" * units.Mi, limit=64 * units.Ki)
     with pytest.raises(DeviceFull):
-        core.write_stream(reader, path, size=MiB, buffer_size=64 * KiB)
+        core.write_stream(reader, path, size=units.Mi, buffer_size=64 * units.Ki)
     assert reader.asked == []  # refused before reading anything
     res.assert_nothing_left()
 
@@ -283,7 +321,9 @@ def test_past_the_end_without_grow(core: chunkio.Copier, tmp_path: Path) -> None
 def test_enospc_from_the_device(core: chunkio.Copier) -> None:
     res = Resources()
     with pytest.raises(DeviceFull) as info:
-        core.write_stream([b"x" * MiB], "/dev/full", allow_buffered=True, buffer_size=64 * KiB)
+        core.write_stream(
+            [b"x" * units.Mi], "/dev/full", allow_buffered=True, buffer_size=64 * units.Ki
+        )
     assert info.value.errno == errno.ENOSPC
     res.assert_nothing_left()
 
@@ -303,34 +343,36 @@ def test_refuses_buffered_unless_allowed(core: chunkio.Copier) -> None:
 
 
 def test_source_raising_midway(core: chunkio.Copier, tmp_path: Path) -> None:
-    path = _target(tmp_path, 4 * MiB)
+    path = _target(tmp_path, 4 * units.Mi)
 
     def source() -> Iterator[bytes]:
-        yield _payload(MiB)
-        yield _payload(MiB)
+        yield _payload(units.Mi)
+        yield _payload(units.Mi)
         raise ConnectionResetError("client went away")
 
     res = Resources()
     with pytest.raises(ConnectionResetError, match="client went away"):
-        core.write_stream(source(), path, hashers=[hashlib.md5()], buffer_size=64 * KiB)
+        core.write_stream(source(), path, hashers=[hashlib.md5()], buffer_size=64 * units.Ki)
     res.assert_nothing_left()
 
 
 def test_interrupt_midway(core: chunkio.Copier, tmp_path: Path) -> None:
-    path = _target(tmp_path, 4 * MiB)
+    path = _target(tmp_path, 4 * units.Mi)
 
     def source() -> Iterator[bytes]:
-        yield _payload(MiB)
+        yield _payload(units.Mi)
         raise KeyboardInterrupt
 
     res = Resources()
     with pytest.raises(KeyboardInterrupt):
-        core.write_stream(source(), path, hashers=[hashlib.sha1()], buffer_size=64 * KiB, depth=3)
+        core.write_stream(
+            source(), path, hashers=[hashlib.sha1()], buffer_size=64 * units.Ki, depth=3
+        )
     res.assert_nothing_left()
 
 
 def test_hasher_raising(core: chunkio.Copier, tmp_path: Path) -> None:
-    path = _target(tmp_path, 4 * MiB)
+    path = _target(tmp_path, 4 * units.Mi)
 
     class Bad:
         def __init__(self) -> None:
@@ -344,7 +386,11 @@ def test_hasher_raising(core: chunkio.Copier, tmp_path: Path) -> None:
     res = Resources()
     with pytest.raises(RuntimeError, match="verifier says no"):
         core.write_stream(
-            [_payload(3 * MiB)], path, hashers=[hashlib.md5()], verifier=Bad(), buffer_size=64 * KiB
+            [_payload(3 * units.Mi)],
+            path,
+            hashers=[hashlib.md5()],
+            verifier=Bad(),
+            buffer_size=64 * units.Ki,
         )
     res.assert_nothing_left()
 
@@ -354,7 +400,7 @@ def test_open_errors(core: chunkio.Copier, tmp_path: Path) -> None:
         core.write_stream([b"x"], str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError):
         next(core.read_range(str(tmp_path / "missing"), 0, 1))
-    path = _target(tmp_path, MiB)
+    path = _target(tmp_path, units.Mi)
     for bad in [{"buffer_size": 1000}, {"buffer_size": 0}, {"depth": 0}]:
         with pytest.raises(ValueError):
             core.write_stream([b"x"], path, **bad)
@@ -362,9 +408,9 @@ def test_open_errors(core: chunkio.Copier, tmp_path: Path) -> None:
             core.read_range(path, 0, 1, **bad)
 
 
-@pytest.mark.parametrize("buffer_size", [64 * KiB, 256 * KiB, MiB])
+@pytest.mark.parametrize("buffer_size", [64 * units.Ki, 256 * units.Ki, units.Mi])
 def test_skip_zeros(core: chunkio.Copier, tmp_path: Path, buffer_size: int) -> None:
-    bs = 64 * KiB  # the grain at which zero blocks are skipped, whatever the buffer size
+    bs = 64 * units.Ki  # the grain at which zero blocks are skipped, whatever the buffer size
     data = _payload(bs) + bytes(3 * bs) + _payload(bs, seed=9) + bytes(bs // 2)
     md5 = hashlib.md5()
     # On a fresh sparse file the skipped blocks read back as zeros.
@@ -385,8 +431,8 @@ def test_skip_zeros(core: chunkio.Copier, tmp_path: Path, buffer_size: int) -> N
 
 def test_memory_bounded_by_the_ring(core: chunkio.Copier, tmp_path: Path) -> None:
     """The source is never more than (depth + 2) buffers ahead of the slowest hasher."""
-    bs, depth = 64 * KiB, 2
-    path = _target(tmp_path, 4 * MiB)
+    bs, depth = 64 * units.Ki, 2
+    path = _target(tmp_path, 4 * units.Mi)
 
     class Slow:
         nbytes = 0
@@ -404,28 +450,39 @@ def test_memory_bounded_by_the_ring(core: chunkio.Copier, tmp_path: Path) -> Non
         def read(self, n: int) -> bytes:
             lead.append(self.pos - slow.nbytes)
             self.pos += n
-            return b"\x01" * n if self.pos <= 2 * MiB else b""
+            return b"\x01" * n if self.pos <= 2 * units.Mi else b""
 
     core.write_stream(Reader(), path, hashers=[slow], buffer_size=bs, depth=depth)
-    assert slow.nbytes == 2 * MiB
+    assert slow.nbytes == 2 * units.Mi
     assert max(lead) <= (depth + 2) * bs
     assert max(lead) >= depth * bs  # the pipeline did run ahead
 
 
 @pytest.mark.parametrize(
     ("offset", "length"),
-    [(0, 0), (0, 1), (1, 1), (511, 2), (4095, 4098), (5000, 300_000), (1, MiB - 2), (0, 3 * MiB)],
+    [
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (511, 2),
+        (4095, 4098),
+        (5000, 300_000),
+        (1, units.Mi - 2),
+        (0, 3 * units.Mi),
+    ],
 )
 @pytest.mark.parametrize("depth", [1, 3])
 def test_read_range_any_alignment(
     core: chunkio.Copier, tmp_path: Path, offset: int, length: int, depth: int
 ) -> None:
-    data = _payload(3 * MiB)
+    data = _payload(3 * units.Mi)
     path = tmp_path / "img"
     path.write_bytes(data)
-    chunks = list(core.read_range(str(path), offset, length, buffer_size=64 * KiB, depth=depth))
+    chunks = list(
+        core.read_range(str(path), offset, length, buffer_size=64 * units.Ki, depth=depth)
+    )
     assert b"".join(chunks) == data[offset : offset + length]
-    assert all(isinstance(c, bytes) and 0 < len(c) <= 64 * KiB for c in chunks)
+    assert all(isinstance(c, bytes) and 0 < len(c) <= 64 * units.Ki for c in chunks)
 
 
 def test_read_range_past_end(core: chunkio.Copier, tmp_path: Path) -> None:
@@ -440,10 +497,10 @@ def test_read_range_past_end(core: chunkio.Copier, tmp_path: Path) -> None:
 
 def test_read_range_closed_early(core: chunkio.Copier, tmp_path: Path) -> None:
     path = tmp_path / "img"
-    path.write_bytes(_payload(4 * MiB))
+    path.write_bytes(_payload(4 * units.Mi))
     res = Resources()
-    gen = core.read_range(str(path), 0, 4 * MiB, buffer_size=64 * KiB, depth=4)
-    assert len(next(gen)) == 64 * KiB
+    gen = core.read_range(str(path), 0, 4 * units.Mi, buffer_size=64 * units.Ki, depth=4)
+    assert len(next(gen)) == 64 * units.Ki
     gen.close()
     res.assert_nothing_left()
     unstarted = core.read_range(str(path), 0, 10)
@@ -452,17 +509,20 @@ def test_read_range_closed_early(core: chunkio.Copier, tmp_path: Path) -> None:
 
 
 def test_two_copies_at_once(core: chunkio.Copier, tmp_path: Path) -> None:
-    datas = [_payload(3 * MiB + i, seed=i) for i in range(2)]
-    paths = [_target(tmp_path, 4 * MiB, name=f"d{i}.img") for i in range(2)]
+    datas = [_payload(3 * units.Mi + i, seed=i) for i in range(2)]
+    paths = [_target(tmp_path, 4 * units.Mi, name=f"d{i}.img") for i in range(2)]
     results: dict[int, Any] = {}
 
     def run(i: int) -> None:
         md5 = hashlib.md5()
         try:
             n = core.write_stream(
-                ShortReader(datas[i], MiB, seed=i), paths[i], hashers=[md5], buffer_size=MiB
+                ShortReader(datas[i], units.Mi, seed=i),
+                paths[i],
+                hashers=[md5],
+                buffer_size=units.Mi,
             )
-            back = b"".join(core.read_range(paths[i], 0, n, buffer_size=MiB))
+            back = b"".join(core.read_range(paths[i], 0, n, buffer_size=units.Mi))
             results[i] = (n, md5.hexdigest(), back)
         except BaseException as exc:  # reported below
             results[i] = exc

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from oslo_utils import units
 
 from datera_glance import _chunkio_py, chunkio
 
@@ -234,3 +237,103 @@ def test_both_cores_agree_on_errors(tmp_path: Path) -> None:
             buf.close()
     assert results[0] == results[1]
     assert results[0][1][0] == errno.EBADF
+
+
+def _data_address(chunk: bytes) -> int:
+    """Where a ``bytes`` object's data starts (ctypes points at it, no copy)."""
+    return ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value or 0
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Iterator[tuple[int, str, bytes]]:
+    """A 3 MiB + 512 random file opened with O_DIRECT (block size 4096)."""
+    data = random.Random(5).randbytes(3 * units.Mi + 512)
+    path = tmp_path / "img"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        yield fd, str(path), data
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 1), (1, 4094), (4095, 2), (0, 4096), (100, 8192), (512, 3 * units.Mi), (7, units.Mi)],
+)
+def test_read_chunk_any_alignment(
+    mod: ModuleType, image: tuple[int, str, bytes], offset: int, length: int
+) -> None:
+    fd, path, data = image
+    allocator = mod.ChunkAllocator(PAGE)
+    for exact in (True, False):
+        chunk = allocator.take(offset, length, exact)
+        n = len(chunk)
+        assert 0 < n <= length and (n == length or not exact)
+        got = mod.read_chunk(fd, chunk, offset, 4096, path)
+        assert type(got) is bytes
+        assert got == data[offset : offset + n]
+
+
+def test_chunks_after_a_non_exact_one_are_aligned_for_direct_reads(
+    image: tuple[int, str, bytes],
+) -> None:
+    """The compiled allocator ends a chunk where the next one's memory meets the device
+    offset modulo the page, so O_DIRECT fills the next chunk in place."""
+    mod = chunkio.get_copier("compiled").core if "compiled" in chunkio.available_cores() else None
+    if mod is None:
+        pytest.skip("compiled core not built")
+    fd, path, data = image
+    allocator = mod.ChunkAllocator(PAGE)
+    pos, chunks = 3, []
+    first = allocator.take(pos, 256 * units.Ki, True)
+    chunks.append((pos, mod.read_chunk(fd, first, pos, 4096, path)))
+    pos += len(first)
+    for _ in range(8):
+        chunk = allocator.take(pos, 256 * units.Ki, False)
+        assert 256 * units.Ki - PAGE < len(chunk) <= 256 * units.Ki
+        chunks.append((pos, mod.read_chunk(fd, chunk, pos, 4096, path)))
+        pos += len(chunk)
+    last = allocator.take(pos, 1000, True)
+    chunks.append((pos, mod.read_chunk(fd, last, pos, 4096, path)))
+    aligned = [(_data_address(c) - p) % PAGE == 0 for p, c in chunks]
+    assert all(aligned[2:]), aligned  # the first two are wherever malloc put them
+    assert b"".join(c for _, c in chunks) == data[3 : pos + 1000]
+
+
+def test_read_chunk_past_the_end_is_eoferror(
+    mod: ModuleType, image: tuple[int, str, bytes]
+) -> None:
+    fd, path, data = image
+    allocator = mod.ChunkAllocator(PAGE)
+    for offset in (len(data) - 10, len(data), len(data) - 5000):
+        with pytest.raises(EOFError, match="short read"):
+            mod.read_chunk(fd, allocator.take(offset, 8192, True), offset, 4096, path)
+
+
+def test_read_chunk_with_a_bounce_buffer_and_buffered_fd(
+    mod: ModuleType, image: tuple[int, str, bytes]
+) -> None:
+    fd, path, data = image
+    allocator = mod.ChunkAllocator(PAGE)
+    with mod.AlignedBuffer(units.Mi + 4096) as bounce:
+        chunk = allocator.take(4097, units.Mi, True)
+        assert mod.read_chunk(fd, chunk, 4097, 4096, path, bounce) == data[4097 : 4097 + units.Mi]
+    buffered = os.open(path, os.O_RDONLY)
+    try:
+        chunk = allocator.take(13, 70_000, True)
+        assert mod.read_chunk(buffered, chunk, 13, 1, path) == data[13 : 13 + 70_000]
+    finally:
+        os.close(buffered)
+
+
+def test_read_chunk_rejects_other_objects(mod: ModuleType, image: tuple[int, str, bytes]) -> None:
+    fd, path, _ = image
+    for not_a_chunk in (bytearray(10), memoryview(b"x"), "text"):
+        with pytest.raises(TypeError):
+            mod.read_chunk(fd, not_a_chunk, 0, 4096, path)
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            mod.ChunkAllocator(bad)
+        with pytest.raises(ValueError):
+            mod.ChunkAllocator(PAGE).take(0, bad, True)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from oslo_utils import units
 
 import datera_glance
-from datera_glance.simulator import GiB, Simulator
+from datera_glance.simulator import Simulator
 from tests.plugins.simulator import Edf
 
 INVALID = "The key provided with the request does not correspond to a valid session."
@@ -85,9 +86,9 @@ def test_system_reports_version_and_capacity(edf: Edf) -> None:
     assert body["version"] == "v2.2" and body["path"] == "/system"
     system = body["data"]
     assert system["sw_version"] == "3.2.5.0"
-    assert system["total_capacity"] == 100 * GiB == system["available_capacity"]
+    assert system["total_capacity"] == 100 * units.Gi == system["available_capacity"]
     edf.create_ai("capacity-user", size=3)
-    assert edf.call("GET", "/system")["data"]["available_capacity"] == 97 * GiB
+    assert edf.call("GET", "/system")["data"]["available_capacity"] == 97 * units.Gi
 
 
 def test_api_schema_is_the_real_capture_on_v21(simulator: Simulator) -> None:
@@ -99,7 +100,7 @@ def test_api_schema_is_the_real_capture_on_v21(simulator: Simulator) -> None:
     assert len([k for k in body if k.startswith("/")]) == 110
     login = body["/login"]["update"]["bodyParamSchema"]
     assert login["required"] == ["name", "password"]
-    # The packaged copy is the real capture (shared/data/edf-v2.1/api_endpoint_21.txt).
+    # The packaged copy is a real capture of a v2.1 cluster's GET /api.
     assert body == json.loads(capture.read_text())
 
 
@@ -141,7 +142,7 @@ def test_create_app_instance_shape(edf: Edf) -> None:
     assert vol["path"] == si["path"] + "/volumes/volume-1"
     # File backend: the device is the sparse volume file itself, of the right size.
     device = si["access"]["device_path"]
-    assert Path(device).stat().st_size == 2 * GiB
+    assert Path(device).stat().st_size == 2 * units.Gi
     assert Path(device).stat().st_blocks == 0
 
 
@@ -231,10 +232,10 @@ def test_resize_refused_online_and_works_offline(edf: Edf) -> None:
     vol = edf.call("PUT", vol_path, json={"size": 3})["data"]
     assert vol["size"] == 3
     file = Path(edf.sim.state()["app_instances"][0]["file"])
-    assert file.stat().st_size == 3 * GiB
+    assert file.stat().st_size == 3 * units.Gi
     with open(file, "rb") as f:
         assert f.read(7000) == b"keep me" * 1000
-        f.seek(2 * GiB)
+        f.seek(2 * units.Gi)
         assert f.read(4096) == bytes(4096)
     assert edf.call("PUT", vol_path, json={"size": 1}, expect=400)["name"] == (
         "InvalidRequestError"
@@ -242,7 +243,7 @@ def test_resize_refused_online_and_works_offline(edf: Edf) -> None:
 
 
 def test_capacity_exhaustion_is_422(simulator_factory: Callable[..., Simulator]) -> None:
-    sim = simulator_factory(capacity_bytes=4 * GiB)
+    sim = simulator_factory(capacity_bytes=4 * units.Gi)
     edf = Edf(sim)
     body = edf.create_ai("too-big", size=5, expect=422)
     assert body["name"] == "InsufficientCapacityError" and body["http"] == 422
@@ -253,10 +254,14 @@ def test_capacity_exhaustion_is_422(simulator_factory: Callable[..., Simulator])
         "InsufficientCapacityError"
     )
     edf.call("PUT", vol_path, json={"size": 4})
-    r = requests.put(f"{sim.url}/_sim/capacity", json={"bytes": 10 * GiB}, timeout=10)
-    assert r.status_code == 200 and r.json()["available"] == 6 * GiB
+    r = requests.put(f"{sim.url}/_sim/capacity", json={"bytes": 10 * units.Gi}, timeout=10)
+    assert r.status_code == 200 and r.json()["available"] == 6 * units.Gi
     edf.create_ai("fits-now", size=6)
-    assert sim.state()["capacity"] == {"total": 10 * GiB, "used": 10 * GiB, "available": 0}
+    assert sim.state()["capacity"] == {
+        "total": 10 * units.Gi,
+        "used": 10 * units.Gi,
+        "available": 0,
+    }
     assert edf.create_ai("full", size=1, expect=422)["name"] == "InsufficientCapacityError"
 
 
@@ -390,7 +395,7 @@ def test_storage_instance_and_volume_endpoints(edf: Edf) -> None:
     vols = edf.call("GET", f"{base}/storage-1/volumes")["data"]
     assert vols[0]["size"] == 1.5 and vols[0]["name"] == "volume-1"
     assert edf.call("GET", f"{base}/storage-1/volumes/volume-1")["data"] == vols[0]
-    assert Path(vols[0]["device_path"]).stat().st_size == int(1.5 * GiB)
+    assert Path(vols[0]["device_path"]).stat().st_size == int(1.5 * units.Gi)
     edf.call("GET", f"{base}/storage-9", expect=404)
     edf.call("GET", f"{base}/storage-1/volumes/volume-9", expect=404)
     updated = edf.call(

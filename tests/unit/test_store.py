@@ -11,8 +11,8 @@ import io
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,61 +24,7 @@ from oslo_utils import units
 
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation, StoreSettings
-from tests.plugins.store import TEST_INITIATOR, StoreFactory
-
-
-def datera_options(sim: Simulator, lock_path: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "datera_san_ip": sim.host,
-        "datera_san_port": sim.port,
-        "datera_san_login": "admin",
-        "datera_san_password": "password",
-        "datera_ssl": False,
-        "datera_connector": "local",
-        "datera_initiator_name": TEST_INITIATOR,
-        **extra,
-    }
-
-
-class Overrides:
-    """Overrides on the global CONF (glance_store's module-level API reads it), undone later."""
-
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
-        self.conf = conf
-        self.done: list[tuple[str, str | None]] = []
-
-    def config(self, group: str | None = None, **values: Any) -> None:
-        for name, value in values.items():
-            self.conf.set_override(name, value, group=group)
-            self.done.append((name, group))
-
-    def undo(self) -> None:
-        for name, group in reversed(self.done):
-            self.conf.clear_override(name, group=group)
-
-
-@pytest.fixture
-def global_conf(tmp_path: Any) -> Iterator[Overrides]:
-    conf = cfg.CONF
-    if "enabled_backends" not in conf:
-        conf.register_opt(cfg.DictOpt("enabled_backends"))
-    overrides = Overrides(conf)
-    saved = (dict(location.SCHEME_TO_CLS_MAP), dict(location.SCHEME_TO_CLS_BACKEND_MAP))
-    try:
-        overrides.config(lock_path=str(tmp_path / "locks"), group="oslo_concurrency")
-        yield overrides
-    finally:
-        overrides.undo()
-        location.SCHEME_TO_CLS_MAP.clear()
-        location.SCHEME_TO_CLS_MAP.update(saved[0])
-        location.SCHEME_TO_CLS_BACKEND_MAP.clear()
-        location.SCHEME_TO_CLS_BACKEND_MAP.update(saved[1])
-
-
-def close_clients(stores: list[Any]) -> None:
-    for store in stores:
-        if isinstance(store, Store):
-            store.close()
+from tests.plugins.store import Overrides, StoreFactory, close_clients, datera_options
 
 
 def test_multistore_through_glance_store_api(
@@ -198,20 +144,25 @@ def closed_port() -> int:
     return port
 
 
-def test_unreachable_cluster_disables_writes_without_crashing(
+def test_unreachable_cluster_keeps_writes_enabled(
     store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """glance_store's driver.Store.configure clears WRITE_ACCESS for good on
+    BadStoreConfiguration, and capabilities.check then refuses add and delete: an unreachable
+    cluster at startup must not raise it (nor wait for it). Operations fail as 503s instead."""
+
     class Nowhere:
         host, port, tls, ca_file = "127.0.0.1", closed_port(), False, None
 
-    with caplog.at_level(logging.ERROR, logger="datera_glance.store"):
+    with caplog.at_level(logging.DEBUG):
+        started = time.monotonic()
         store = store_factory(Nowhere(), retry_deadline=0.5, san_password="Zq9-not-logged")
-    assert "adding images is disabled" in caplog.text
+        assert time.monotonic() - started < 0.5  # no login, no retries at startup
+        assert store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
+        assert store.is_capable(capabilities.BitMasks.READ_RANDOM)
+        with pytest.raises(exceptions.RemoteServiceUnavailable):
+            store.add(str(uuid.uuid4()), io.BytesIO(b"x"), 1, "sha512")
     assert "Zq9-not-logged" not in caplog.text
-    assert not store.is_capable(capabilities.BitMasks.WRITE_ACCESS)
-    assert store.is_capable(capabilities.BitMasks.READ_RANDOM)
-    with pytest.raises(exceptions.StoreAddDisabled):
-        store.add(str(uuid.uuid4()), io.BytesIO(b"x"), 1, "sha512")
 
 
 def test_capabilities_and_prefix(simulator: Simulator, store_factory: StoreFactory) -> None:
@@ -245,11 +196,15 @@ def test_growth_step_rounds_up_and_is_capped(
         assert store._configured().settings.growth_step_gib == step
 
 
-def test_io_buffer_size_is_rounded_to_pages(
+def test_io_buffer_size_must_be_whole_pages(
     simulator: Simulator, store_factory: StoreFactory
 ) -> None:
-    store = store_factory(simulator, io_buffer_size=1024 * 1024 + 1)
+    store = store_factory(simulator, io_buffer_size=1024 * 1024 + 4096)
     assert store.WRITE_CHUNKSIZE == 1024 * 1024 + 4096
+    odd = store_factory(simulator, io_buffer_size=1024 * 1024 + 1)
+    assert not odd.is_capable(capabilities.BitMasks.WRITE_ACCESS)
+    with pytest.raises(exceptions.BadStoreConfiguration, match="use 1052672"):
+        odd.configure_add()
 
 
 def test_no_secret_in_debug_logs(

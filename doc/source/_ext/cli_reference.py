@@ -15,7 +15,7 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
 
-_WIDTH = 90  # usage lines wrap here, as in an 90-column terminal
+_WIDTH = 62  # usage lines wrap to fit the page's text column
 
 
 def _load(spec: str) -> argparse.ArgumentParser:
@@ -53,20 +53,26 @@ def _options(parser: argparse.ArgumentParser) -> nodes.definition_list:
     return items
 
 
+def _text_block(text: str) -> nodes.literal_block:
+    block = nodes.literal_block(text=text)
+    block["language"] = "text"  # not highlighted as Python
+    return block
+
+
 def _section(name: str, parser: argparse.ArgumentParser, document: Any) -> nodes.section:
     section = nodes.section(ids=[nodes.make_id(name)], names=[nodes.fully_normalize_name(name)])
     document.note_implicit_target(section)
     section += nodes.title(text=name)
     usage = _formatter(parser)
     usage.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
-    section += nodes.literal_block(text=usage.format_help().strip())
+    section += _text_block(usage.format_help().strip())
     if parser.description:
         section += nodes.paragraph(text=parser.description)
     options = _options(parser)
     if options.children:
         section += options
     if parser.epilog:
-        section += nodes.literal_block(text=parser.epilog.strip())
+        section += _text_block(parser.epilog.strip())
     for sub_name, sub_parser in _subcommands(parser):
         section += _section(f"{name} {sub_name}", sub_parser, document)
     return section

@@ -1,4 +1,5 @@
-"""``.. markdown-table:: PATH`` with ``:after-heading: PREFIX``: a table from a Markdown file.
+"""``.. markdown-table:: PATH`` with ``:after-heading: PREFIX`` (and ``:columns: a, b``, a
+subset of the header's columns): a table from a Markdown file.
 
 The benchmark harness writes its results as Markdown (``benchmarks/results/summary-*.md``);
 this shows the first table after the ``##`` heading starting with PREFIX as a real table, so
@@ -38,6 +39,16 @@ def find_table(text: str, heading: str) -> list[list[str]]:
     return [rows[0], *rows[2:]]
 
 
+def select_columns(rows: list[list[str]], names: list[str]) -> list[list[str]]:
+    """Only the columns named (by their header), in that order."""
+    header = rows[0]
+    try:
+        picked = [header.index(name.strip()) for name in names]
+    except ValueError:
+        raise ValueError(f"columns {names} not all in the header {header}") from None
+    return [[row[i] if i < len(row) else "" for i in picked] for row in rows]
+
+
 def _cell(text: str) -> nodes.entry:
     paragraph = nodes.paragraph()
     for i, piece in enumerate(text.split("`")):
@@ -60,7 +71,10 @@ def _table(rows: list[list[str]]) -> nodes.table:
 
 class MarkdownTable(Directive):
     required_arguments = 1
-    option_spec = {"after-heading": directives.unchanged_required}
+    option_spec = {
+        "after-heading": directives.unchanged_required,
+        "columns": directives.unchanged_required,
+    }
 
     def run(self) -> list[nodes.Node]:
         env = self.state.document.settings.env
@@ -68,6 +82,8 @@ class MarkdownTable(Directive):
         env.note_dependency(str(source.resolve()))
         try:
             rows = find_table(source.read_text(), self.options["after-heading"])
+            if "columns" in self.options:
+                rows = select_columns(rows, self.options["columns"].split(","))
         except (OSError, ValueError) as e:
             raise self.error(f"{self.arguments[0]}: {e}") from e
         return [_table(rows)]

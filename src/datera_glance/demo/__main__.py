@@ -237,7 +237,7 @@ def _work_dir(args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
 
 
 def _start_simulator(work: Path, backend: str, stack: contextlib.ExitStack) -> SimulatorProcess:
-    sim = SimulatorProcess(work / "edf", backend=backend)
+    sim = SimulatorProcess(work / "edf", media=backend)
     stack.callback(sim.stop)
     try:
         sim.start()

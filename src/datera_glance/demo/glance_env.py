@@ -750,21 +750,21 @@ chunked-input-timeout = 300
 class SimulatorProcess:
     """``datera-glance simulator`` as a child process (the demo's cluster).
 
-    :param backend: ``loop`` (root: real block devices) or ``file`` (sparse files)
+    :param media: ``loop`` (root: real block devices) or ``file`` (sparse files)
     """
 
     def __init__(
         self,
         data_dir: Path,
         *,
-        backend: str,
+        media: str,
         username: str = "admin",
         password: str = "password",
         capacity: str | None = None,
         python: str = sys.executable,
     ) -> None:
         self.data_dir = data_dir
-        self.backend = backend
+        self.media = media
         self.username = username
         self.password = password
         self.capacity = capacity
@@ -781,7 +781,7 @@ class SimulatorProcess:
     def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "datera_glance.cli", "simulator", "--host", self.host,
-               "--port", str(free_port()), "--backend", self.backend,
+               "--port", str(free_port()), "--media", self.media,
                "--data-dir", str(self.data_dir), "--user", self.username,
                "--password", self.password]  # fmt: skip
         if self.capacity:

@@ -1,9 +1,10 @@
 """The EDF REST client: typed operations on one cluster and tenant.
 
-``EdfClient`` builds each call (route, body) and turns the answers into ``models``; the
-session (``session.ApiSession``: login, re-login, version, paging) and the transport
-(``transport.Transport``: HTTP, the ``RetryPolicy``, secret scrubbing) do the rest. It knows
-EDF's resources and their quirks, not HTTP, retries or login.
+``EdfClient`` builds each call (route, body) for system, tenants, app instances and metadata
+and turns the answers into ``models``; initiators, ACL and CHAP are its base
+``access.AccessControl``. The session (``session.ApiSession``: login, re-login, version,
+paging) and the transport (``transport.Transport``: HTTP, the ``RetryPolicy``, secret
+scrubbing) do the rest. It knows EDF's resources and their quirks, not HTTP, retries or login.
 """
 
 from __future__ import annotations
@@ -12,29 +13,34 @@ import logging
 import random as _random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from datera_glance.edf import errors, models
+from datera_glance.edf.access import AccessControl
 from datera_glance.edf.config import ClientConfig
 from datera_glance.edf.retry import RetryPolicy
+from datera_glance.edf.routes import (
+    APP_INSTANCES,
+    SYSTEM,
+    TENANTS,
+    AiRef,
+    ai_route,
+    si_route,
+    tenant_route,
+)
 from datera_glance.edf.session import DEFAULT_PAGE_SIZE, ApiSession
 from datera_glance.edf.transport import HttpSession, RequestHook, Route, Transport
 
-__all__ = ["AiRef", "EdfClient"]
+__all__ = ["EdfClient"]
 
 LOG = logging.getLogger(__name__)
 
 # Product versions from which AI metadata lives at int_ecosystem_data (Datera's python-sdk
 # switches to it from 3.3.0.0).
 ECOSYSTEM_DATA_SINCE = (3, 3)
-SYSTEM = Route.to("system")
-TENANTS = Route.to("tenants")
-APP_INSTANCES = Route.to("app_instances")
-INITIATORS = Route.to("initiators")
 
 # Characters that mean something in an RQL match() regex. Not '-': names use it and an
 # escaped '-' is an error in some regex dialects.
@@ -45,35 +51,11 @@ def _regex_escape(text: str) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", text)
 
 
-AiRef = str | models.AppInstance
+class EdfClient(AccessControl):
+    """A client for one EDF cluster and tenant. Thread-safe; reuse one per backend.
 
-
-def _ai_id(ai: AiRef) -> str:
-    if isinstance(ai, models.AppInstance):
-        return quote(ai.id or ai.name, safe="")
-    return quote(ai, safe="")
-
-
-def _ai_route(ai: AiRef, tail: str = "", **names: str) -> Route:
-    """``app_instances/:ai`` + ``tail``, its placeholders filled from ``names``."""
-    quoted = {key: quote(value) for key, value in names.items()}
-    return Route.to("app_instances/:ai" + tail, ai=_ai_id(ai), **quoted)
-
-
-def _si_route(ai: AiRef, si: str, tail: str = "") -> Route:
-    return _ai_route(ai, "/storage_instances/:si" + tail, si=si)
-
-
-def _initiator_route(iqn: str) -> Route:
-    return Route.to("initiators/:iqn", iqn=quote(iqn, safe=":"))  # EDF takes the colons raw
-
-
-def _paths(refs: Iterable[Any]) -> list[str]:
-    return [str(r["path"]) if isinstance(r, Mapping) else str(r) for r in refs]
-
-
-class EdfClient:
-    """A client for one EDF cluster and tenant. Thread-safe; reuse one per backend."""
+    Initiators, ACL and CHAP come from ``AccessControl``.
+    """
 
     def __init__(
         self,
@@ -102,11 +84,10 @@ class EdfClient:
             wall_clock=wall_clock,
             on_request=on_request,
         )
-        self._api = ApiSession(config, transport, page_size=page_size)
+        super().__init__(ApiSession(config, transport, page_size=page_size))
         self._sleep = sleep
         self._clock = clock
         self._system: models.System | None = None
-        self._no_acl_member_op = False  # set once the cluster answered "no such route"
         if config.use_ssl and not config.ssl_verify:
             LOG.warning(
                 "TLS certificate verification is OFF for EDF %s (ssl_verify=False): "
@@ -153,8 +134,7 @@ class EdfClient:
             return
         segments = tenant.strip("/").split("/")
         try:
-            path = "/".join(quote(s) for s in segments)
-            self._api.request("GET", Route.to("tenants/:tenant", tenant=path), tenant="/root")
+            self._api.request("GET", tenant_route(tenant), tenant="/root")
             return
         except errors.NotFound:
             pass
@@ -212,7 +192,7 @@ class EdfClient:
 
     def get_app_instance(self, ai: AiRef) -> models.AppInstance:
         """Get an app instance by id or name; :class:`errors.NotFound` if absent."""
-        return models.AppInstance.from_json(self._api.request("GET", _ai_route(ai)))
+        return models.AppInstance.from_json(self._api.request("GET", ai_route(ai)))
 
     def _find_raw(self, name: str) -> dict[str, Any] | None:
         for item in self._api.list_collection(APP_INSTANCES, {"filter": f"name={name}"}):
@@ -236,7 +216,7 @@ class EdfClient:
         the tenant. A cluster that refuses the name as an id (400/422) is asked by listing.
         """
         try:
-            found = models.AppInstance.from_json(self._api.request("GET", _ai_route(name)))
+            found = models.AppInstance.from_json(self._api.request("GET", ai_route(name)))
         except errors.NotFound:
             return None
         except errors.InvalidRequest:
@@ -258,7 +238,7 @@ class EdfClient:
 
     def set_online(self, ai: AiRef) -> models.AppInstance:
         """Set ``admin_state`` online: the target (and the simulator's device) appears."""
-        data = self._api.request("PUT", _ai_route(ai), {"admin_state": "online"})
+        data = self._api.request("PUT", ai_route(ai), {"admin_state": "online"})
         return models.AppInstance.from_json(data)
 
     def set_offline(self, ai: AiRef, *, force: bool = True) -> models.AppInstance:
@@ -266,23 +246,23 @@ class EdfClient:
         body: dict[str, Any] = {"admin_state": "offline"}
         if force:
             body["force"] = True
-        data = self._api.request("PUT", _ai_route(ai), body)
+        data = self._api.request("PUT", ai_route(ai), body)
         return models.AppInstance.from_json(data)
 
     def delete_app_instance(self, ai: AiRef, *, force: bool = True) -> None:
         """Delete an app instance; :class:`errors.NotFound` if it is not there."""
-        self._api.request("DELETE", _ai_route(ai), {"force": True} if force else None)
+        self._api.request("DELETE", ai_route(ai), {"force": True} if force else None)
 
     def get_storage_instance(self, ai: AiRef, si: str = "storage-1") -> models.StorageInstance:
         """One storage instance: access (IQN, portals), ACL, auth type, volumes."""
-        data = self._api.request("GET", _si_route(ai, si))
+        data = self._api.request("GET", si_route(ai, si))
         return models.StorageInstance.from_json(data)
 
     def resize_volume(
         self, ai: AiRef, size_gib: int, *, si: str = "storage-1", volume: str = "volume-1"
     ) -> models.Volume:
         """Set the volume's size in GiB (EDF resizes only offline app instances)."""
-        route = _ai_route(ai, "/storage_instances/:si/volumes/:volume", si=si, volume=volume)
+        route = ai_route(ai, "/storage_instances/:si/volumes/:volume", si=si, volume=volume)
         return models.Volume.from_json(self._api.request("PUT", route, {"size": int(size_gib)}))
 
     def wait_available(
@@ -319,7 +299,7 @@ class EdfClient:
     def _metadata_route(self, ai: AiRef) -> tuple[Route, bool]:
         ecosystem = self._product_version() >= ECOSYSTEM_DATA_SINCE
         leaf = "int_ecosystem_data" if ecosystem else "metadata"
-        return _ai_route(ai, "/" + leaf), ecosystem
+        return ai_route(ai, "/" + leaf), ecosystem
 
     @staticmethod
     def _metadata_dict(data: Any, ecosystem: bool) -> dict[str, Any]:
@@ -337,129 +317,3 @@ class EdfClient:
         route, ecosystem = self._metadata_route(ai)
         body = {"data": data} if ecosystem else data
         return self._metadata_dict(self._api.request("PUT", route, body), ecosystem)
-
-    # -- initiators, ACL, CHAP -------------------------------------------------------------
-
-    def get_initiator(self, iqn: str) -> models.Initiator | None:
-        """The initiator as seen from the tenant (on v2.2 possibly a parent's), or None."""
-        try:
-            return models.Initiator.from_json(self._api.request("GET", _initiator_route(iqn)))
-        except errors.NotFound:
-            return None
-
-    def ensure_initiator(self, iqn: str, name: str) -> models.Initiator:
-        """Register the host initiator in the tenant unless it is there already.
-
-        On v2.2 initiators are tenant-scoped: one visible from a parent tenant gets an
-        in-tenant copy, which the server accepts only with ``force``. v2.1 never gets
-        ``force`` (its schema rejects unknown fields).
-        """
-        found = self.get_initiator(iqn)
-        v22 = self.api_version == "2.2"
-        if found is not None and (not v22 or found.tenant == self.config.tenant):
-            return found
-        body: dict[str, Any] = {"id": iqn, "name": name}
-        if v22 and found is not None:
-            body["force"] = True
-
-        def existing() -> dict[str, Any] | None:
-            raw: dict[str, Any] | None = self._api.request("GET", _initiator_route(iqn))
-            return raw
-
-        try:
-            data = self._api.request("POST", INITIATORS, body, on_retried_conflict=existing)
-        except errors.Conflict:
-            again = self.get_initiator(iqn)
-            if again is None:
-                raise
-            return again
-        except errors.InvalidRequest as exc:
-            if not v22 or "force" in body or "override" not in exc.message.lower():
-                raise
-            body["force"] = True  # the server wants the tenant warning overridden
-            data = self._api.request("POST", INITIATORS, body, on_retried_conflict=existing)
-        return models.Initiator.from_json(data)
-
-    @staticmethod
-    def _acl_route(ai: AiRef, si: str, tail: str = "") -> Route:
-        return _si_route(ai, si, "/acl_policy" + tail)
-
-    def get_acl(self, ai: AiRef, *, si: str = "storage-1") -> list[str]:
-        """Initiator paths in the storage instance's ACL."""
-        data = self._api.request("GET", self._acl_route(ai, si)) or {}
-        return _paths(data.get("initiators") or ())
-
-    def _modify_acl(self, ai: AiRef, si: str, change: Callable[[list[str]], list[str]]) -> None:
-        # The fallback for clusters without the member operation. EDF has no conditional
-        # update, so a concurrent change can be lost; PUT the full lists so groups are kept.
-        route = self._acl_route(ai, si)
-        data = self._api.request("GET", route) or {}
-        initiators = _paths(data.get("initiators") or ())
-        wanted = change(list(initiators))
-        if wanted == initiators:
-            return
-        body = {
-            "initiators": [{"path": p} for p in wanted],
-            "initiator_groups": [{"path": p} for p in _paths(data.get("initiator_groups") or ())],
-        }
-        self._api.request("PUT", route, body)
-
-    def _acl_member(self, ai: AiRef, si: str, op: str, initiator_path: str) -> bool:
-        """EDF's atomic ACL member operation; False if the cluster does not have it.
-
-        :raises errors.Conflict: ``add`` of an entry already present.
-        :raises errors.NotFound: ``remove`` of an absent entry, or no such app instance.
-        """
-        if self._no_acl_member_op:
-            return False
-        try:
-            members = self._acl_route(ai, si, "/initiators")
-            self._api.request("PUT", members, {"op": op, "path": initiator_path})
-        except (errors.NotFound, errors.InvalidRequest) as exc:
-            # Only the route itself missing means "no member operation": a 404 NotFoundError
-            # is about the app instance or the entry, a 400/422 about the request.
-            if not (exc.status == 405 or (exc.status == 404 and exc.name == "InvalidRouteError")):
-                raise
-            LOG.warning(
-                "EDF %s has no atomic ACL member operation (%s); falling back to rewriting "
-                "the whole ACL, which can lose a concurrent change",
-                self.config.base_url,
-                exc,
-            )
-            self._no_acl_member_op = True
-            return False
-        return True
-
-    def add_acl_initiator(self, ai: AiRef, initiator_path: str, *, si: str = "storage-1") -> None:
-        """Allow an initiator (``/initiators/<iqn>``) on the storage instance; idempotent.
-
-        Atomic (``op: add``), so hosts adding themselves at once keep each other's entries.
-        """
-        try:
-            if self._acl_member(ai, si, "add", initiator_path):
-                return
-        except errors.Conflict:
-            return  # already present
-        self._modify_acl(
-            ai, si, lambda paths: paths if initiator_path in paths else [*paths, initiator_path]
-        )
-
-    def remove_acl_initiator(
-        self, ai: AiRef, initiator_path: str, *, si: str = "storage-1"
-    ) -> None:
-        """Remove one initiator from the ACL, keeping every other entry; idempotent."""
-        try:
-            if self._acl_member(ai, si, "remove", initiator_path):
-                return
-        except errors.NotFound:
-            # An absent entry is a 404 like a missing app instance: ask which (a missing app
-            # instance raises NotFound from here).
-            if initiator_path in self.get_acl(ai, si=si):
-                raise
-            return
-        self._modify_acl(ai, si, lambda paths: [p for p in paths if p != initiator_path])
-
-    def set_chap(self, ai: AiRef, username: str, password: str, *, si: str = "storage-1") -> None:
-        """Require CHAP on the storage instance's target with these credentials."""
-        body = {"type": "chap", "target_user_name": username, "target_pswd": password}
-        self._api.request("PUT", _si_route(ai, si, "/auth"), body, secrets=(password,))

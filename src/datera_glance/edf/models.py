@@ -118,6 +118,7 @@ class StorageInstance:
     acl_initiators: tuple[str, ...]
     volumes: tuple[Volume, ...]
     auth_type: str
+    chap_user: str = ""  # ``auth.target_user_name`` (the password is never shown)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> StorageInstance:
@@ -136,6 +137,7 @@ class StorageInstance:
             acl_initiators=tuple(_ref_path(r) for r in acl.get("initiators") or ()),
             volumes=tuple(Volume.from_json(v) for v in obj.get("volumes") or ()),
             auth_type=_str(auth, "type") or "none",
+            chap_user=_str(auth, "target_user_name"),
         )
 
     @property

@@ -276,7 +276,7 @@ class Transport:
         secrets: Iterable[str],
     ) -> errors.EdfError:
         base = self.config.base_url
-        within = f"after {attempts} attempt(s) within {self.config.retry_deadline:g}s"
+        within = f"after {attempts} attempt(s) within {self.policy.deadline:g}s"
         if isinstance(outcome, requests.exceptions.SSLError):
             # A certificate problem does not go away by retrying.
             message = f"TLS failure talking to {base}: {self.scrub(str(outcome), secrets)}"

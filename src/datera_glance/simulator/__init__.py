@@ -1,12 +1,18 @@
 """An EDF (Datera Elastic Data Fabric) REST simulator: v2.1 and v2.2 over HTTP(S), volumes as
 sparse files or loop devices, fault injection under ``/_sim/``.
 
-See ``docs/interfaces.md`` ("Simulator") and ``datera-glance simulator --help``.
+See ``README.md`` here (layout, how to add an endpoint), ``docs/interfaces.md`` ("Simulator")
+and ``datera-glance simulator --help``.
 """
 
 from __future__ import annotations
 
-from datera_glance.simulator.model import GiB
-from datera_glance.simulator.server import Fault, Simulator
+from oslo_utils import units
+
+from datera_glance.simulator.facade import Simulator
+from datera_glance.simulator.faults import Fault
+
+#: Kept for importers not yet on ``oslo_utils.units`` (use ``units.Gi``).
+GiB = units.Gi
 
 __all__ = ["Fault", "GiB", "Simulator"]

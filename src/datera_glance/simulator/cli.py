@@ -11,10 +11,12 @@ import sys
 import threading
 from types import FrameType
 
-from datera_glance.simulator.backends import BackendError
-from datera_glance.simulator.server import Simulator
+from oslo_utils import units
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+from datera_glance.simulator.facade import Simulator
+from datera_glance.simulator.media import MediaError
+
+_UNITS = {"": 1, "B": 1, "K": units.Ki, "M": units.Mi, "G": units.Gi, "T": units.Ti, "P": units.Pi}
 
 
 def parse_size(text: str) -> int:
@@ -43,10 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7717, help="port; 0 picks a free one (7717)")
     parser.add_argument("--tls", action="store_true", help="HTTPS; the CA is DIR/tls/cert.pem")
     parser.add_argument(
-        "--backend",
+        "--media",
         choices=("file", "loop"),
         default="file",
-        help="device_path is the sparse file, or a loop device (root)",
+        help="where volumes live: device_path is the sparse file, or a loop device (root)",
+    )
+    # The old spelling, kept so that existing command lines work ("backend" is glance's word).
+    parser.add_argument(
+        "--backend",
+        dest="media",
+        choices=("file", "loop"),
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--data-dir", required=True, help="state, volume files, tls/")
     parser.add_argument("--user", default="admin", help="login name (admin)")
@@ -54,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--capacity",
         type=parse_size,
-        default=100 * 1024**3,
+        default=100 * units.Gi,
         help="cluster capacity, e.g. 100GiB (default)",
     )
     parser.add_argument(
@@ -85,8 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.backend == "loop" and os.geteuid() != 0:
-        print("error: --backend loop needs root (losetup); use --backend file", file=sys.stderr)
+    if args.media == "loop" and os.geteuid() != 0:
+        print("error: --media loop needs root (losetup); use --media file", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         tls=args.tls,
-        backend=args.backend,
+        media=args.media,
         username=args.user,
         password=args.password,
         capacity_bytes=args.capacity,
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             sim.start()
-        except (OSError, BackendError, ValueError) as exc:
+        except (OSError, MediaError, ValueError) as exc:
             print(f"error: cannot start the simulator: {exc}", file=sys.stderr)
             return 1
         try:

@@ -1,7 +1,10 @@
-"""Where a volume's bytes live: a sparse file, exposed as itself or through a loop device."""
+"""Where a volume's bytes live (its *media*): a sparse file, exposed as itself or through a loop
+device."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import subprocess
@@ -20,11 +23,11 @@ def run_command(argv: Sequence[str]) -> str:
     return proc.stdout
 
 
-class BackendError(RuntimeError):
+class MediaError(RuntimeError):
     """Attaching or detaching a volume failed."""
 
 
-class Backend(Protocol):
+class Media(Protocol):
     name: str
 
     def attach(self, file: Path) -> str:
@@ -50,7 +53,63 @@ def grow_volume_file(file: Path, size_bytes: int) -> None:
         os.truncate(file, size_bytes)
 
 
-class FileBackend:
+#: ioctl FICLONE (linux/fs.h): share every extent of another file (btrfs, XFS, ...).
+_FICLONE = 0x40049409
+
+
+def copy_volume_file(source: Path, target: Path) -> str:
+    """Make ``target`` a new file with the bytes ``source`` has now: a clone or a snapshot.
+
+    A reflink where the filesystem has them (instant, shares the extents); else the data
+    extents alone with ``copy_file_range`` (the kernel copies, holes stay holes). Returns
+    ``"reflink"`` or ``"copy"``. On failure ``target`` does not exist.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        try:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return "reflink"
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL):
+                    raise
+            size = os.fstat(src.fileno()).st_size
+            os.ftruncate(dst.fileno(), size)
+            for start, end in _data_extents(src.fileno(), size):
+                _copy_range(src.fileno(), dst.fileno(), start, end)
+            return "copy"
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each data extent (SEEK_DATA/SEEK_HOLE; all of it if unsupported)."""
+    extents = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                break
+            return [(0, size)]
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        extents.append((start, end))
+        pos = end
+    return extents
+
+
+def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    pos = start
+    while pos < end:
+        n = os.copy_file_range(src, dst, end - pos, pos, pos)
+        if n == 0:
+            raise OSError(errno.EIO, f"copy_file_range copied nothing at {pos}")
+        pos += n
+
+
+class FileMedia:
     """``device_path`` is the sparse file itself: no root needed."""
 
     name = "file"
@@ -65,7 +124,7 @@ class FileBackend:
         return []
 
 
-class LoopBackend:
+class LoopMedia:
     """Each online volume is a loop device with direct I/O, like an iSCSI LUN on the host."""
 
     name = "loop"
@@ -81,10 +140,10 @@ class LoopBackend:
                 ["losetup", "--find", "--show", "--direct-io=on", *self._sector_args, str(file)]
             )
         except (subprocess.CalledProcessError, OSError) as exc:
-            raise BackendError(f"losetup failed for {file}: {_stderr(exc)}") from exc
+            raise MediaError(f"losetup failed for {file}: {_stderr(exc)}") from exc
         device = out.strip()
         if not device.startswith("/dev/"):
-            raise BackendError(f"losetup printed no device for {file}: {out!r}")
+            raise MediaError(f"losetup printed no device for {file}: {out!r}")
         return device
 
     def detach(self, device: str, file: Path) -> None:
@@ -94,7 +153,7 @@ class LoopBackend:
             # Already gone is fine: someone (a test, an admin) detached it.
             if device not in self.devices_of(file):
                 return
-            raise BackendError(f"losetup -d {device} failed: {_stderr(exc)}") from exc
+            raise MediaError(f"losetup -d {device} failed: {_stderr(exc)}") from exc
 
     def devices_of(self, file: Path) -> list[str]:
         try:
@@ -118,9 +177,9 @@ def _stderr(exc: BaseException) -> str:
     return str(exc)
 
 
-def make_backend(name: str, run: Runner = run_command) -> Backend:
+def make_media(name: str, run: Runner = run_command) -> Media:
     if name == "file":
-        return FileBackend()
+        return FileMedia()
     if name == "loop":
-        return LoopBackend(run)
-    raise ValueError(f"unknown backend {name!r} (file or loop)")
+        return LoopMedia(run)
+    raise ValueError(f"unknown media {name!r} (file or loop)")

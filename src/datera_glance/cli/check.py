@@ -1,0 +1,261 @@
+"""``datera-glance check``: is this host's glance-api configuration going to work?
+
+Each line is ok / warning / error with the fix. The options go through the Store's own
+``configure`` (the same validation and cluster checks glance-api runs at startup); the rest
+checks what attaching needs on this host. ``--write-test`` adds a small image, reads it back
+with O_DIRECT, verifies it and deletes it, all through the Store. Exit 1 on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import stat
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from glance_store import exceptions as store_exc
+from oslo_config import cfg
+from oslo_utils import units
+
+from datera_glance import upload_state
+from datera_glance.cli import cinder, config, images, output, verify
+from datera_glance.cli.errors import explain
+from datera_glance.edf import errors as edf
+
+EXAMPLE = """example:
+  datera-glance check --config-file /etc/glance/glance-api.conf
+  datera-glance check --config-file /etc/glance/glance-api.conf --backend fast --write-test"""
+
+OK, WARNING, ERROR, SKIPPED = "ok", "warning", "error", "skipped"
+INITIATOR_FILE = "/etc/iscsi/initiatorname.iscsi"
+WRITE_TEST_SIZE = units.Mi + 4097  # not a multiple of any buffer: the tail path runs too
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--write-test",
+        action="store_true",
+        help="add, read back (O_DIRECT), verify and delete a 1 MiB image; leaves nothing",
+    )
+    parser.add_argument(
+        "--cinder-tenant-id",
+        metavar="VALUE",
+        help='datera_tenant_id of Cinder\'s Datera driver ("" when unset): does it find these '
+        "images for fast clones?",
+    )
+    config.add_config_arguments(parser)
+    output.add_output_arguments(parser)
+
+
+def _configure(target: config.Target) -> Iterator[Result]:
+    """The Store's configure: options, then cluster and tenant (like glance-api's startup)."""
+    try:
+        target.store.configure(re_raise_bsc=True)
+    except store_exc.BadStoreConfiguration as exc:
+        cause = next((e for e in _causes(exc) if isinstance(e, edf.EdfError)), None)
+        if cause is None:
+            yield Result("options", ERROR, str(exc), explain(exc).fix)
+            return
+        s = target.settings
+        yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
+        problem = explain(cause)
+        yield Result("cluster", ERROR, f"{s.san_ip}:{s.san_port}: {problem.message}", problem.fix)
+        return
+    except cfg.Error as exc:  # a value of the wrong type, found when the Store reads it
+        yield Result("options", ERROR, str(exc), "correct the configuration file")
+        return
+    yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
+    yield from _cluster(target)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    current: BaseException | None = exc
+    while current is not None:
+        yield current
+        current = current.__cause__
+
+
+def _cluster(target: config.Target) -> Iterator[Result]:
+    s, client = target.settings, target.client
+    try:
+        # The Store meets the cluster (and makes its tenant) at its first operation, not in
+        # configure: this is where an unreachable cluster or a refused login shows.
+        client.ensure_tenant()
+        system = client.system()
+    except edf.EdfError as exc:
+        problem = explain(exc)
+        yield Result("cluster", ERROR, f"{s.san_ip}:{s.san_port}: {problem.message}", problem.fix)
+        return
+    yield Result(
+        "cluster",
+        OK,
+        f"{s.san_ip}:{s.san_port} {system.name or '-'}: product {system.sw_version}, "
+        f"API {client.api_version}",
+    )
+    yield Result("tenant", OK, f"{s.tenant} exists (created if it was missing)")
+    free, total = system.available_capacity, system.total_capacity
+    detail = f"{output.human_size(free)} free of {output.human_size(total)}"
+    if free < s.default_image_size_gib * units.Gi:
+        yield Result("capacity", ERROR, detail, "free capacity: an upload needs at least 1 GiB")
+    elif total and free < total // 10:
+        yield Result("capacity", WARNING, detail, "less than 10% free")
+    else:
+        yield Result("capacity", OK, detail)
+
+
+def _connector(target: config.Target) -> Iterator[Result]:
+    s = target.settings
+    if s.connector == "iscsi":
+        found = shutil.which("iscsiadm")
+        yield (
+            Result("iscsiadm", OK, found)
+            if found
+            else Result("iscsiadm", ERROR, "not found on PATH", "install open-iscsi")
+        )
+        yield _initiator(s.initiator_name)
+        found = shutil.which("privsep-helper")
+        yield (
+            Result("privsep-helper", OK, found)
+            if found
+            else Result(
+                "privsep-helper", ERROR, "not found on PATH", "install oslo.privsep with os-brick"
+            )
+        )
+    else:
+        yield Result("connector", OK, f"{s.connector}: no iSCSI prerequisites")
+    if s.connector == "iscsi" or os.geteuid() != 0:
+        yield _rootwrap(s.rootwrap_config)
+
+
+def _initiator(configured: str | None) -> Result:
+    try:
+        with open(INITIATOR_FILE, encoding="utf-8") as f:
+            names = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("InitiatorName=")]
+    except OSError:
+        names = []
+    if names:
+        return Result("initiator", OK, f"{names[0]} ({INITIATOR_FILE})")
+    if configured:
+        return Result("initiator", OK, f"{configured} (datera_initiator_name)")
+    return Result(
+        "initiator",
+        ERROR,
+        f"no {INITIATOR_FILE} and no datera_initiator_name",
+        "install open-iscsi or set datera_initiator_name",
+    )
+
+
+def _rootwrap(path: str) -> Result:
+    if not shutil.which("glance-rootwrap"):
+        return Result("rootwrap", ERROR, "glance-rootwrap not on PATH", "install glance")
+    if not os.path.isfile(path):
+        return Result(
+            "rootwrap", ERROR, f"{path} is missing", "install it or set datera_rootwrap_config"
+        )
+    return Result("rootwrap", OK, path)
+
+
+def _lock_path(path: str) -> Result:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return Result("lock_path", ERROR, f"{path}: {exc.strerror}", "create it (mode 0700)")
+    if not stat.S_ISDIR(st.st_mode):
+        return Result("lock_path", ERROR, f"{path} is not a directory", "point lock_path at one")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".datera-glance-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return Result("lock_path", ERROR, f"{path}: {exc.strerror}", "make it writable by glance")
+    if st.st_mode & 0o077:
+        mode = f"{stat.S_IMODE(st.st_mode):o}"
+        return Result("lock_path", WARNING, f"{path} has mode {mode}", f"chmod 700 {path}")
+    return Result("lock_path", OK, f"{path} (private, writable)")
+
+
+def _write_test(target: config.Target) -> Iterator[Result]:
+    image_id = str(uuid.uuid4())
+    data = os.urandom(WRITE_TEST_SIZE)
+    uri = None
+    try:
+        uri = target.store.add(image_id, io.BytesIO(data), len(data), target.hash_algo)[0]
+        judge = upload_state.Judge(max_age=0.0)
+        image = images.Inventory(target.client, target.settings.tenant, judge).find(image_id)
+        result = verify.check_image(target, image) if image else {"status": "not listed"}
+    except Exception as exc:
+        problem = explain(exc)
+        yield Result("write test", ERROR, problem.message, problem.fix)
+        return
+    finally:
+        if uri is not None:
+            target.store.delete(target.location(uri))
+    if result["status"] != verify.OK:
+        yield Result("write test", ERROR, f"image {image_id}: {result['status']}")
+        return
+    yield Result("O_DIRECT", OK, "an attached device took O_DIRECT writes and reads")
+    yield Result("write test", OK, f"add/get/verify/delete of {len(data)} bytes, nothing left")
+
+
+def _cinder(tenant: str, cinder_tenant_id: str | None) -> Iterator[Result]:
+    """Can Datera's Cinder driver fast-clone images in ``tenant`` (doc/source/cinder.rst)?
+
+    Without Cinder's setting, only a tenant that no setting of it reaches is worth a line.
+    """
+    fix = "give both drivers the same tenant (doc/source/cinder.rst); else Cinder copies images"
+    if cinder_tenant_id is None:
+        if cinder.setting_for(tenant) is None:
+            detail = f"no datera_tenant_id of Cinder's Datera driver looks in {tenant}"
+            yield Result("cinder clones", WARNING, detail, fix)
+        return
+    fast, why = cinder.agreement(tenant, cinder_tenant_id)
+    yield Result("cinder clones", OK if fast else WARNING, why, "" if fast else fix)
+
+
+def results(
+    target: config.Target, write_test: bool, cinder_tenant_id: str | None = None
+) -> Iterator[Result]:
+    configured = list(_configure(target))
+    yield from configured
+    if any(r.status == ERROR for r in configured):
+        return
+    yield from _cinder(target.settings.tenant, cinder_tenant_id)
+    yield from _connector(target)
+    yield _lock_path(target.settings.lock_path)
+    if write_test:
+        yield from _write_test(target)
+    else:
+        yield Result("O_DIRECT", SKIPPED, "needs an attached device", "run with --write-test")
+
+
+def run(args: argparse.Namespace) -> int:
+    output.setup_logging(args.verbose)
+    conf = config.load_conf(args)
+    backend = config.choose_backend(conf, args.backend)
+    target = config.Target(conf, backend, config.build_store(conf, backend))
+    try:
+        found = list(results(target, args.write_test, args.cinder_tenant_id))
+    finally:
+        target.close()
+    ok = not any(r.status == ERROR for r in found)
+    if args.json:
+        output.emit_json({"ok": ok, "checks": [asdict(r) for r in found]})
+    else:
+        output.table(
+            ("CHECK", "STATUS", "DETAIL", "FIX"),
+            [(r.name, r.status, r.detail, r.fix) for r in found],
+        )
+    return 0 if ok else 1

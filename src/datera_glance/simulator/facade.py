@@ -1,0 +1,231 @@
+"""``Simulator``: starts the cluster and its HTTP server, and offers the control API (the same
+as ``/_sim/``) in Python."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from oslo_utils import units
+
+from datera_glance.simulator import controls
+from datera_glance.simulator.cluster import Cluster
+from datera_glance.simulator.faults import Fault, Faults
+from datera_glance.simulator.gateway import Gateway
+from datera_glance.simulator.handlers import app_instances
+from datera_glance.simulator.media import Runner, make_media, run_command
+from datera_glance.simulator.server import HttpServer
+from datera_glance.simulator.tls import make_certificate
+from datera_glance.simulator.work import Work
+
+LOG = logging.getLogger(__name__)
+
+
+class Simulator:
+    """An EDF cluster on 127.0.0.1: REST v2.1/v2.2 over HTTP(S), volumes in sparse files.
+
+    :param data_dir: state file, volume files and ``tls/`` live here; kept across restarts.
+    :param media: where volumes live: ``"file"`` (``device_path`` is the sparse file) or
+        ``"loop"`` (a loop device while online; needs root).
+    :param backend: deprecated spelling of ``media``, for callers not yet renamed.
+    :param run: runs ``losetup``; injectable for tests.
+    :param clock: for session expiry and the optional ``available_delay``.
+    :param work: counts work that could grow with the number of objects (tests read it).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        media: str = "file",
+        backend: str | None = None,
+        username: str = "admin",
+        password: str = "password",
+        capacity_bytes: int = 100 * units.Gi,
+        api_versions: Iterable[str] = ("2.1", "2.2"),
+        sw_version: str = "3.2.5.0",
+        session_ttl: float = 900.0,
+        available_delay: float = 0.0,
+        run: Runner = run_command,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        work: Work | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.media_name = backend if backend is not None else media
+        self.api_versions = tuple(api_versions)
+        for v in self.api_versions:
+            if v not in ("2.1", "2.2"):
+                raise ValueError(f"unsupported API version {v!r} (2.1, 2.2)")
+        self.ca_file: str | None = None
+        self.cluster = Cluster(
+            self.data_dir,
+            media=make_media(self.media_name, run),
+            username=username,
+            password=password,
+            capacity_bytes=capacity_bytes,
+            api_versions=self.api_versions,
+            sw_version=sw_version,
+            session_ttl=session_ttl,
+            available_delay=available_delay,
+            clock=clock,
+            work=work,
+        )
+        self.work = self.cluster.work
+        self.faults = Faults()
+        self._gateway = Gateway(self.cluster, self.faults, self, sleep)
+        self._server: HttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster.load()
+        try:
+            server = HttpServer((self.host, self.port), self._gateway)
+        except OSError:
+            self.cluster.detach_all()
+            raise
+        if self.tls:
+            cert, key = make_certificate(self.data_dir / "tls", self.host)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            server.ssl_context = ctx
+            self.ca_file = str(cert)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"edf-sim-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        LOG.info(
+            "EDF simulator listening on %s (media %s, data %s)",
+            self.url,
+            self.media_name,
+            self.data_dir,
+        )
+
+    def stop(self) -> None:
+        """Stop serving, close client connections, detach every device the simulator made."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+            server.join_threads(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.cluster.detach_all()
+        with self.cluster.lock:
+            self.cluster.sessions.clear()
+        self.cluster.compact()
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- Python control API (same as /_sim/) -----------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        out = controls.cluster_state(self.cluster)
+        out["faults"] = self.faults.to_json()
+        return out
+
+    def add_fault(
+        self,
+        method: str | None,
+        path: str,
+        *,
+        status: int | None = None,
+        drop: bool = False,
+        delay: float | None = None,
+        count: int | None = 1,
+        skip: int = 0,
+        after: bool = False,
+        retry_after: float | None = None,
+        name: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Inject a fault for requests whose path (after ``/v2.x``) matches the regex ``path``.
+
+        The first ``skip`` matching requests pass; the next ``count`` (``None``: all) get the
+        fault: ``delay`` seconds of sleep, then an EDF error with ``status``, or a dropped
+        connection. With ``after=True`` the request takes effect before its answer is lost.
+        """
+        fault = Fault(
+            method=method,
+            path=re.compile(path),
+            status=status,
+            drop=drop,
+            delay=delay,
+            count=count,
+            skip=skip,
+            after=after,
+            retry_after=retry_after,
+            name=name,
+            message=message,
+        )
+        self.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def expire_sessions(self) -> None:
+        with self.cluster.lock:
+            self.cluster.sessions.clear()
+
+    def set_capacity(self, nbytes: int) -> None:
+        self.cluster.set_capacity(nbytes)
+
+    def seed_app_instances(
+        self,
+        count: int,
+        *,
+        tenant: str = "/root",
+        prefix: str = "seed-",
+        size: float = 1,
+        admin_state: str = "offline",
+    ) -> list[str]:
+        """Fill ``tenant`` with ``count`` app instances (``prefix0``, ``prefix1``, ...) as
+        ``POST /app_instances`` makes them, without the HTTP round trips; return their ids.
+
+        For benchmarks of large tenants: 10,000 take seconds, not the hour of REST calls. The
+        capacity check applies (``set_capacity`` first: 10,000 x 1 GiB needs 10 TiB).
+        """
+        return app_instances.seed(
+            self.cluster, count, tenant=tenant, prefix=prefix, size=size, admin_state=admin_state
+        )

@@ -1,0 +1,120 @@
+"""From an HTTP request's parts to a ``Response``: the version prefix, ``/api_versions``, the
+``/_sim/`` controls, injected faults and EDF error bodies. The HTTP server only sends it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from datera_glance.simulator.cluster import Cluster
+from datera_glance.simulator.faults import Faults
+from datera_glance.simulator.routing import CONTROLS, ApiError, Request, Response, error_body
+
+LOG = logging.getLogger(__name__)
+
+_VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
+
+
+class Gateway:
+    """Answers requests for ``cluster`` (EDF API) and ``controller`` (``/_sim/`` handlers)."""
+
+    def __init__(
+        self, cluster: Cluster, faults: Faults, controller: Any, sleep: Callable[[float], None]
+    ) -> None:
+        self.cluster = cluster
+        self.faults = faults
+        self.controller = controller
+        self.sleep = sleep
+
+    def __call__(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], raw: bytes
+    ) -> Response:
+        if path.startswith("/_sim/") or path == "/_sim":
+            return self._control(method, path, raw)
+        m = _VERSION_RE.match(path)
+        version = m.group(1) if m else ""
+        sub = (m.group(2) or "/") if m else path
+        fault = self.faults.take(method, sub)
+        if fault is not None and fault.delay:
+            self.sleep(fault.delay)
+        if fault is not None and not fault.after:
+            instead = fault.answer(version, sub, method)
+            if instead is not None:
+                return instead
+        resp = self._api(method, version, sub, query, headers, raw)
+        if fault is not None and fault.after:
+            return fault.answer(version, sub, method) or resp
+        return resp
+
+    def _api(
+        self,
+        method: str,
+        version: str,
+        sub: str,
+        query: str,
+        headers: Mapping[str, str],
+        raw: bytes,
+    ) -> Response:
+        try:
+            if not version:
+                if sub == "/api_versions" and method == "GET":
+                    versions = [f"v{v}" for v in self.cluster.api_versions]
+                    return Response(200, {"api_versions": versions})
+                raise ApiError(404, f"No route for {sub}", name="InvalidRouteError")
+            if version not in self.cluster.api_versions:
+                raise ApiError(
+                    404, f"API version v{version} is not supported", name="InvalidRouteError"
+                )
+            req = Request(
+                method=method,
+                version=version,
+                path=sub,
+                query=dict(parse_qsl(query, keep_blank_values=True)),
+                headers=headers,
+                body=parse_body(raw, headers.get("Content-Type") or ""),
+            )
+            return self.cluster.handle(req)
+        except ApiError as err:
+            body = error_body(
+                err.status, err.name, err.message, err.errors, version=version, path=sub, op=method
+            )
+            return Response(err.status, body)
+        except Exception as exc:
+            LOG.exception("simulator error on %s %s", method, sub)
+            message = f"Simulator error: {exc}"
+            body = error_body(
+                500, "InternalError", message, [], version=version, path=sub, op=method
+            )
+            return Response(500, body)
+
+    def _control(self, method: str, path: str, raw: bytes) -> Response:
+        """``/_sim/`` requests: no session, no faults; errors are ``{"message"}`` bodies."""
+        req = Request(method=method, version="", path=path)
+        try:
+            try:
+                route, args = CONTROLS.resolve(method, path, req.segments)
+            except ApiError:
+                raise ApiError(404, f"no simulator control {method} {path}") from None
+            req.body = parse_body(raw, "application/json")
+            result = route.handler(self.controller, req, *args)
+        except (ValueError, TypeError, KeyError, re.error) as exc:
+            return Response(400, {"message": f"bad /_sim request: {exc}"})
+        except ApiError as err:
+            return Response(err.status, {"message": err.message})
+        return result if isinstance(result, Response) else Response(200, result)
+
+
+def parse_body(raw: bytes, content_type: str) -> Any:
+    if not raw.strip():
+        return None
+    if "application/x-www-form-urlencoded" in content_type:
+        # The Go SDK logs in with a form-encoded body.
+        return dict(parse_qsl(raw.decode()))
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}") from None

@@ -1,0 +1,237 @@
+"""What an image's app instance metadata says about its upload, and whether it is still going.
+
+``Store.add`` records who writes an image (host, pid, process start, start time) in the app
+instance's metadata as soon as it creates the app instance, refreshes a heartbeat while the
+copier writes, and at the end adds the multihash beside ``checksum``/``length``/``type``.
+``datera-glance gc`` reads these back to tell the leftover of a killed upload from an upload in
+progress, and ``datera-glance verify`` checks an image against its recorded hashes without
+glance's database.
+
+Liveness: an upload recorded by this host is live while its process exists (same pid and
+same process start, so a reused pid does not count); one recorded by another host is live
+while its heartbeat is younger than the caller's limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+LOG = logging.getLogger(__name__)
+
+HOST = "upload_host"
+PID = "upload_pid"
+PROCESS_START = "upload_process_start"
+STARTED_AT = "upload_started_at"
+HEARTBEAT = "upload_heartbeat"
+MULTIHASH_ALGO = "multihash_algo"
+MULTIHASH = "multihash"
+#: Seconds between heartbeats; far below ``gc``'s default age limit of one hour.
+HEARTBEAT_INTERVAL = 60.0
+
+Clock = Callable[[], float]
+
+
+class MetadataWriter(Protocol):
+    """The part of ``EdfClient`` this module uses."""
+
+    def put_metadata(self, ai: str, data: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def image_length(metadata: Mapping[str, Any]) -> int | None:
+    """The image length of a complete image, or None (an upload in progress or a leftover).
+
+    The Store's rule: ``add`` writes ``type: image`` and ``length`` only after the last byte.
+    """
+    if metadata.get("type") != "image" or metadata.get("length") in (None, ""):
+        return None
+    try:
+        return int(metadata["length"])
+    except (TypeError, ValueError):
+        return None
+
+
+def timestamp(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601 UTC, e.g. ``2026-12-01T10:00:00Z``."""
+    moment = datetime.datetime.fromtimestamp(int(seconds), datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: Any) -> float | None:
+    """The inverse of ``timestamp``; None for a missing or malformed value."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def process_start(pid: int) -> str | None:
+    """An identity of process ``pid`` that a later process with the same pid does not share:
+    the boot id and the start time in clock ticks (``/proc/PID/stat`` field 22); None if
+    there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = stat.rpartition(")")[2].split()
+    return f"{boot}/{fields[19]}" if len(fields) > 19 else None
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def multihash_metadata(algo: str, hexdigest: str) -> dict[str, str]:
+    """The keys ``add`` writes beside ``checksum``: what ``verify`` checks besides md5."""
+    return {MULTIHASH_ALGO: algo, MULTIHASH: hexdigest}
+
+
+def start_record(clock: Clock = time.time) -> dict[str, str]:
+    """The upload-state record of an upload starting now in this process."""
+    pid = os.getpid()
+    now = timestamp(clock())
+    return {
+        HOST: host_name(),
+        PID: str(pid),
+        PROCESS_START: process_start(pid) or "",
+        STARTED_AT: now,
+        HEARTBEAT: now,
+    }
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """An upload-state record read back from metadata."""
+
+    host: str
+    pid: int
+    process_start: str
+    started_at: float | None
+    heartbeat: float | None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> UploadRecord | None:
+        """The record in ``metadata``, or None when there is none (an image written before
+        records existed, or an app instance whose upload died before writing it)."""
+        try:
+            pid = int(metadata.get(PID) or 0)
+        except (TypeError, ValueError):
+            pid = 0
+        host = str(metadata.get(HOST) or "")
+        if not host or pid <= 0:
+            return None
+        return cls(
+            host=host,
+            pid=pid,
+            process_start=str(metadata.get(PROCESS_START) or ""),
+            started_at=parse_timestamp(metadata.get(STARTED_AT)),
+            heartbeat=parse_timestamp(metadata.get(HEARTBEAT)),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": timestamp(self.started_at) if self.started_at else None,
+            "heartbeat": timestamp(self.heartbeat) if self.heartbeat else None,
+        }
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Decides whether a recorded upload is still live, as seen from this host.
+
+    :param max_age: seconds after which another host's heartbeat counts as dead.
+    """
+
+    max_age: float
+    this_host: str = ""
+    clock: Clock = time.time
+    identify: Callable[[int], str | None] = process_start
+
+    def live(self, record: UploadRecord) -> tuple[bool, str]:
+        """``(live, why)`` for ``record``."""
+        if record.host == (self.this_host or host_name()):
+            current = self.identify(record.pid)
+            if current is None:
+                return False, f"process {record.pid} on this host is gone"
+            if record.process_start and current != record.process_start:
+                return False, f"process {record.pid} on this host is gone (pid reused)"
+            return True, f"process {record.pid} on this host is running"
+        if record.heartbeat is None:
+            return False, f"no heartbeat from {record.host}"
+        age = self.clock() - record.heartbeat
+        if age < self.max_age:
+            return True, f"{record.host} sent a heartbeat {age:.0f} s ago"
+        return False, f"last heartbeat from {record.host} {age:.0f} s ago"
+
+
+class Heartbeat:
+    """Refreshes ``upload_heartbeat`` every ``interval`` seconds on its own thread.
+
+    A failed refresh is logged and retried at the next beat: it never fails the upload (the
+    worst outcome is another host's ``gc`` taking a stalled upload for a dead one).
+    """
+
+    def __init__(
+        self,
+        client: MetadataWriter,
+        ai_id: str,
+        *,
+        interval: float = HEARTBEAT_INTERVAL,
+        clock: Clock = time.time,
+    ) -> None:
+        self._client = client
+        self._ai_id = ai_id
+        self._interval = interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{ai_id[:8]}", daemon=True
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._client.put_metadata(self._ai_id, {HEARTBEAT: timestamp(self._clock())})
+            except Exception as exc:
+                LOG.warning("Upload heartbeat for %s failed: %s", self._ai_id, exc)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+@contextlib.contextmanager
+def recorded(
+    client: MetadataWriter, ai_id: str, *, interval: float = HEARTBEAT_INTERVAL
+) -> Iterator[None]:
+    """Write the start record, then keep a heartbeat going until the block ends."""
+    client.put_metadata(ai_id, start_record())
+    beat = Heartbeat(client, ai_id, interval=interval)
+    beat.start()
+    try:
+        yield
+    finally:
+        beat.stop()
