@@ -361,16 +361,6 @@ class Attacher:
                 os.unlink(self._state_file(key))
             return True
 
-    def detach_idle(self, ai_uuid: str) -> None:
-        """Detach this host's attachment of ``ai_uuid`` unless a reader holds it (a lingering
-        one is idle): before the app instance goes offline for good (delete, gc)."""
-        key = self._key(ai_uuid)
-        self._lingers.cancel(key)
-        with self._locked(key):
-            state = self._load(key)
-            if state and not state.get("users"):
-                self._drop(key, state)
-
     def close(self) -> None:
         """End every linger this process runs: detach now (``Store.close``, and at exit)."""
         for key, linger_id in self._lingers.take_all():

@@ -155,13 +155,19 @@ def test_a_writer_detaches_at_once(host: Host) -> None:
     assert host.timers.made == [] and host.records() == []
 
 
-def test_detach_idle_detaches_a_lingering_attachment_not_a_read(host: Host) -> None:
+def test_delete_detaches_a_lingering_attachment_not_a_read(host: Host) -> None:
+    deleted: list[str] = []
     reader = host.attacher.attach(host.ai())
-    host.attacher.detach_idle(host.ai().uuid)
-    assert host.conn.disconnects == []  # a reader holds it: the delete's concern, not ours
+    assert not host.attacher.unless_attached(host.ai().uuid, lambda: deleted.append("ai"))
+    assert deleted == [] and host.conn.disconnects == []  # a reader holds it: InUseByStore
     reader.close()
-    host.attacher.detach_idle(host.ai().uuid)  # what delete and gc do first
-    assert len(host.conn.disconnects) == 1
+
+    def delete() -> None:  # what Store.delete and gc pass: the device must be gone by now
+        deleted.append("ai")
+        assert len(host.conn.disconnects) == 1
+
+    assert host.attacher.unless_attached(host.ai().uuid, delete)
+    assert deleted == ["ai"]
     assert host.records() == []
     assert host.timers.live() == []  # its timer is cancelled ...
     host.timers.made[0].fire()  # ... and firing it anyway does nothing
