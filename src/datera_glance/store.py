@@ -642,7 +642,7 @@ class Store(driver.Store):
 
     def _find_image(self, parts: _Parts, loc: StoreLocation) -> tuple[models.AppInstance, int]:
         """The image's app instance and length; NotFound unless it is complete."""
-        ai = parts.client.find_app_instance(loc.ai_name)
+        ai = parts.client.lookup_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
         length = _length(parts.client.get_metadata(ai.id))
@@ -757,7 +757,7 @@ class Store(driver.Store):
     def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
         """Duplicate for a complete image; delete the leftover of a failed upload."""
         client = parts.client
-        existing = client.find_app_instance(name)
+        existing = client.lookup_app_instance(name)
         if existing is None:
             return
         if _length(client.get_metadata(existing.id)) is not None:
@@ -780,7 +780,7 @@ class Store(driver.Store):
         client = parts.client
         with _glance_errors(loc.image_id):
             parts.connect()
-            ai = client.find_app_instance(loc.ai_name)
+            ai = client.lookup_app_instance(loc.ai_name)
             if ai is None:
                 raise exceptions.NotFound(image=loc.image_id)
             parts.destroy(ai)

@@ -158,7 +158,7 @@ class Inventory:
     def find(self, image_id: str) -> Image | None:
         """The image ``image_id`` (either name form), or None."""
         for name in (AI_PREFIX + image_id, LEGACY_AI_PREFIX + image_id):
-            ai = self.client.find_app_instance(name)
+            ai = self.client.lookup_app_instance(name)
             if ai is not None:
                 image = self._read(ai)
                 if image is not None:
