@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from oslo_utils import units
+
 LOG = logging.getLogger(__name__)
 
 #: Runs a command and returns its stdout; raises ``subprocess.CalledProcessError`` on failure.
@@ -101,11 +103,18 @@ def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
 
 
 def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    """Copy ``[start, end)`` in the kernel; through a buffer where it cannot (other fs)."""
     pos = start
     while pos < end:
-        n = os.copy_file_range(src, dst, end - pos, pos, pos)
+        try:
+            n = os.copy_file_range(src, dst, end - pos, pos, pos)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            block = os.pread(src, min(end - pos, 4 * units.Mi), pos)
+            n = os.pwrite(dst, block, pos) if block else 0
         if n == 0:
-            raise OSError(errno.EIO, f"copy_file_range copied nothing at {pos}")
+            raise OSError(errno.EIO, f"copied nothing at offset {pos}")
         pos += n
 
 
