@@ -1,4 +1,5 @@
-"""Fixtures: ``core`` (a ``Copier`` per core) and ``loop_device`` (real loop devices).
+"""Fixtures: ``core`` (a ``Copier`` per core), ``loop_device`` (real loop devices) and
+``full_device`` (a loop device whose storage runs out at 2 MiB).
 
 Every test below the Store runs on both cores through ``core``; with
 ``DATERA_GLANCE_REQUIRE_EXTENSIONS=1`` a missing compiled core is an error, not a skip.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from oslo_utils import units
 
 from datera_glance import chunkio
 from datera_glance.simulator.media import LoopMedia, create_volume_file
@@ -106,3 +109,27 @@ def loop_device(tmp_path: Path) -> Iterator[LoopFactory]:
         for loop, dev, backing in made:
             loop.detach(dev, backing)
             backing.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def full_device(tmp_path: Path) -> Iterator[str]:
+    """A loop device whose backing file sits on a 2 MiB tmpfs: writes past 2 MiB fail."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], check=True)
+    try:
+        backing = mnt / "disk.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 * units.Mi)
+        dev = subprocess.run(
+            ["losetup", "--find", "--show", str(backing)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        try:
+            yield dev
+        finally:
+            subprocess.run(["losetup", "-d", dev], check=False)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
