@@ -4,8 +4,8 @@
 Two loop-media simulators, one per tenant size, filled through the simulator's seeding path
 (``Simulator.seed_app_instances``: the same code as ``POST /app_instances``, without the HTTP
 round trips), each with its own Store (``datera_attach_linger = 0``: every get attaches and
-detaches). Each operation runs ``REPS`` times per tenant per round, the two tenants side by
-side and their order swapped every round; a round's figure is the median of its repetitions,
+detaches). Each operation runs ``REPS`` times per tenant per round, the two tenants taking
+turns call by call (who goes first alternates); a round's figure is the median of its calls,
 the ratio is 10,000's over 10's in that round, and the result the median of the ratios with
 their min-max. REST calls per operation are counted too (``RequestCounter``): they must be
 the same in both tenants.
@@ -73,17 +73,15 @@ class Tenant:
         if self.store.get_size(location(self.conf, self.uri)) != self.pattern.total:
             raise h.CopyMismatch("get_size returned the wrong size")
 
-    def measure(self, operation: str, reps: int) -> None:
-        """``reps`` timed runs of ``operation``; record their median and REST calls."""
-        seconds: list[float] = []
-        for _ in range(reps):
-            run = self._runner(operation)
-            self.counter.reset()
-            t0 = time.perf_counter()
-            run()
-            seconds.append(time.perf_counter() - t0)
-        self.ms.setdefault(operation, []).append(1000 * statistics.median(seconds))
+    def once(self, operation: str) -> float:
+        """One timed run of ``operation`` (seconds); its REST calls are kept."""
+        run = self._runner(operation)
+        self.counter.reset()
+        t0 = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - t0
         self.calls[operation] = self.counter.counts
+        return seconds
 
     def _runner(self, operation: str) -> Callable[[], None]:
         if operation != "delete":
@@ -117,8 +115,7 @@ def tenant(workdir: Path, size: int) -> Iterator[Tenant]:
             t = Tenant(size, sim, store, conf, counter, h.Pattern(size % 251, IMAGE, IMAGE))
             t.uri = t.add()
             for operation in OPERATIONS:  # warm up: login, initiator, first attach
-                t.measure(operation, 1)
-            t.ms.clear()
+                t.once(operation)
             yield t
             t.store.delete(location(conf, t.uri))
         finally:
@@ -131,10 +128,13 @@ def measure(
     with contextlib.ExitStack() as stack:
         tenants = [stack.enter_context(tenant(workdir, size)) for size in sizes]
         for r in range(rounds):
-            order = tenants if r % 2 == 0 else tenants[::-1]
             for operation in OPERATIONS:
-                for t in order:
-                    t.measure(operation, REPS[operation])
+                seconds: dict[int, list[float]] = {t.size: [] for t in tenants}
+                for i in range(REPS[operation]):  # the tenants alternate, each leading in turn
+                    for t in tenants if (r + i) % 2 == 0 else tenants[::-1]:
+                        seconds[t.size].append(t.once(operation))
+                for t in tenants:
+                    t.ms.setdefault(operation, []).append(1000 * statistics.median(seconds[t.size]))
             log(
                 f"round {r + 1}/{rounds} lookups: "
                 + ", ".join(
