@@ -543,6 +543,6 @@ def test_capacity_exhausted_midway_through_an_unknown_size_upload(
     def fill() -> None:
         sim.set_capacity(sim.state()["capacity"]["used"])
 
-    with pytest.raises(exceptions.StorageFull, match="[Ii]nsufficient capacity"):
+    with pytest.raises(exceptions.StorageFull, match=r"[Ii]nsufficient capacity"):
         imgs.add(iter(Growing(at=units.Gi // 2, hook=fill)), 0, algo="md5")
     imgs.assert_clean()
