@@ -165,9 +165,9 @@ def _volume_file(sim: Any) -> Path:
 
 def _reference(tool: str, volume: Path, total: int) -> Measurement:
     """dd or fio on a fresh loop device (direct I/O) over ``volume``, detached afterwards."""
-    from datera_glance.simulator.backends import LoopBackend
+    from datera_glance.simulator.media import LoopMedia
 
-    loop = LoopBackend()
+    loop = LoopMedia()
     dev = loop.attach(volume)
     try:
         if tool == "dd":

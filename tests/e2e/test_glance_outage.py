@@ -32,7 +32,7 @@ class Cluster:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.sim = Simulator(data_dir, backend="loop")
+        self.sim = Simulator(data_dir, media="loop")
         self.sim.start()
         self.host, self.port = self.sim.host, self.sim.port
 
@@ -40,7 +40,7 @@ class Cluster:
         self.sim.stop()
 
     def start(self) -> None:
-        self.sim = Simulator(self.data_dir, backend="loop", port=self.port)
+        self.sim = Simulator(self.data_dir, media="loop", port=self.port)
         self.sim.start()
 
 

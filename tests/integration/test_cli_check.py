@@ -155,3 +155,24 @@ def test_configuration_problems_name_the_fix(tmp_path: Any, simulator: Simulator
         unknown.err == "error: backend 'local' is not a Datera backend in enabled_backends "
         "(pass --backend with one of: fast)\n"
     )
+
+
+def test_check_says_whether_cinder_finds_the_images(
+    simulator: Simulator, cli_factory: Callable[..., Cli]
+) -> None:
+    """Datera/cinder-driver ``datera_common.get_tenant``: see doc/source/cinder.rst."""
+    cli = cli_factory(simulator, tenant_id="/root/images")
+    doc = cli.json("check", "--cinder-tenant-id", "images")
+    assert statuses(doc)["cinder clones"] == "ok"
+    doc = cli.json("check", "--cinder-tenant-id", "")
+    assert doc["ok"] is True  # a warning: Cinder copies instead
+    (line,) = [c for c in doc["checks"] if c["name"] == "cinder clones"]
+    assert line["status"] == "warning" and "looks in /root," in line["detail"]
+    assert "cinder clones" not in statuses(cli.json("check"))  # a tenant Cinder can reach
+
+
+def test_check_warns_about_a_tenant_no_cinder_setting_reaches(
+    simulator: Simulator, cli_factory: Callable[..., Cli]
+) -> None:
+    cli = cli_factory(simulator, tenant_id="/root/rootfs")
+    assert statuses(cli.json("check"))["cinder clones"] == "warning"

@@ -114,14 +114,28 @@ def _source_text() -> str:
 
 def test_troubleshooting_quotes_messages_the_code_still_has() -> None:
     """Each message the guide explains (a quoted term of its definition lists) is still made
-    by the code: placeholders (``...``, NAME, option names) aside, every run of two or more
-    words must appear in src/."""
+    by the code: placeholders (``...``, NAME, option names) and the ": " that joins a message
+    to its fix aside, every run of two or more words must appear in src/."""
     guide = (ROOT / "doc" / "source" / "troubleshooting.rst").read_text()
-    terms = re.findall(r"^``(.+)``$", guide, re.M)
+    messages = guide.split("The store does not start\n", 1)[1]  # not the check names above it
+    terms = re.findall(r"^``(.+)``$", messages, re.M)
     assert len(terms) >= 5, terms
     source = _source_text()
     for term in terms:
-        for fragment in re.split(r"\.\.\.|\b[A-Z][A-Z_:-]+\b|datera_\w+|['()]", term):
+        for fragment in re.split(r"'\.\.\.'|\.\.\.|: |\b[A-Z][A-Z_:-]+\b|datera_\w+|[()]", term):
             fragment = fragment.strip(" :;,.")
             if len(fragment.split()) >= 2:
                 assert fragment in source, (term, fragment)
+
+
+def test_troubleshooting_explains_every_check() -> None:
+    """The names ``datera-glance check`` prints (``Result("name", ...)``) and the guide's."""
+    code = (ROOT / "src" / "datera_glance" / "cli" / "check.py").read_text()
+    made = set(re.findall(r'Result\(\s*"([^"]+)"', code))
+    guide = (ROOT / "doc" / "source" / "troubleshooting.rst").read_text()
+    body = guide.split("What ``check`` reports\n", 1)[1].split("\n", 1)[1]  # past the underline
+    section = body.split("\n====", 1)[0]
+    terms = [line for line in section.splitlines() if line.startswith("``")]
+    names = {name for line in terms for name in re.findall(r"``([^`]+)``", line)}
+    assert made, "no Result(...) found in cli/check.py"
+    assert made == names, (sorted(made - names), sorted(names - made))

@@ -7,6 +7,7 @@ the same with 10 or 10,000 app instances; listings still scan the tenant (see ``
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,21 @@ from typing import Any
 from oslo_utils import units
 
 STATE_FORMAT = 1
+
+
+def new_iqn() -> str:
+    """A storage instance's target IQN, in the form EDF gives them."""
+    return f"iqn.2013-05.com.daterainc:tc:01:sn:{secrets.token_hex(8)}"
+
+
+@dataclass
+class Snapshot:
+    """A volume's bytes at one moment, kept in their own file (a reflink or a copy)."""
+
+    uuid: str
+    utc_ts: str  # "{sec}.{nsec}": the collection key, as Datera's drivers parse it
+    size: float  # GiB: the volume's size when it was taken
+    file: str
 
 
 @dataclass
@@ -24,6 +40,7 @@ class Volume:
     replica_count: int
     placement_mode: str
     file: str
+    snapshots: list[Snapshot] = field(default_factory=list)  # oldest first
     # Runtime only: the attached device while the app instance is online.
     device_path: str | None = None
 
@@ -108,7 +125,11 @@ def app_instance_from_json(obj: dict[str, Any]) -> AppInstance:
     sis = []
     for s in a.pop("storage_instances"):
         s = dict(s)
-        vols = [Volume(**v) for v in s.pop("volumes")]
+        vols = []
+        for v in s.pop("volumes"):
+            v = dict(v)
+            snaps = [Snapshot(**snap) for snap in v.pop("snapshots", [])]
+            vols.append(Volume(snapshots=snaps, **v))
         sis.append(StorageInstance(volumes=vols, **s))
     return AppInstance(storage_instances=sis, **a)
 

@@ -10,7 +10,14 @@ from typing import Any
 from oslo_utils import units
 
 from datera_glance.simulator.listing import Listing
-from datera_glance.simulator.model import AppInstance, Initiator, StorageInstance, Tenant, Volume
+from datera_glance.simulator.model import (
+    AppInstance,
+    Initiator,
+    Snapshot,
+    StorageInstance,
+    Tenant,
+    Volume,
+)
 from datera_glance.simulator.routing import Request
 from datera_glance.simulator.work import Work
 
@@ -121,7 +128,7 @@ class Renderer:
             "placement_mode": vol.placement_mode,
             "capacity_in_use": round(in_use, 3),
             "snapshot_policies": [],
-            "snapshots": [],
+            "snapshots": [self.snapshot(ai, si, vol, snap) for snap in vol.snapshots],
             "op_state": "available",
             "active_storage_nodes": [{"path": STORAGE_NODE}],
             "health": "ok",
@@ -132,6 +139,22 @@ class Renderer:
         if vol.device_path is not None:
             out["device_path"] = vol.device_path
         return out
+
+    def snapshot(
+        self, ai: AppInstance, si: StorageInstance, vol: Volume, snap: Snapshot
+    ) -> dict[str, Any]:
+        path = (
+            f"/app_instances/{ai.id}/storage_instances/{si.name}/volumes/{vol.name}"
+            f"/snapshots/{snap.utc_ts}"
+        )
+        seconds = float(snap.utc_ts)
+        return {
+            "path": path,
+            "uuid": snap.uuid,
+            "utc_ts": snap.utc_ts,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds)),
+            "op_state": "available",
+        }
 
     def acl(self, ai: AppInstance, si: StorageInstance) -> dict[str, Any]:
         return {

@@ -9,6 +9,13 @@ each object it changed, and returns the ``data`` of the envelope (or a ``Listing
 
 from __future__ import annotations
 
-from datera_glance.simulator.handlers import app_instances, initiators, session, system, tenants
+from datera_glance.simulator.handlers import (
+    app_instances,
+    initiators,
+    session,
+    snapshots,
+    system,
+    tenants,
+)
 
-MODULES = (session, system, tenants, initiators, app_instances)
+MODULES = (session, system, tenants, initiators, app_instances, snapshots)

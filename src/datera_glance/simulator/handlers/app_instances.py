@@ -3,7 +3,6 @@ metadata and ``int_ecosystem_data``."""
 
 from __future__ import annotations
 
-import secrets
 import uuid as uuidlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,10 +10,16 @@ from typing import TYPE_CHECKING, Any
 from oslo_utils import units
 
 from datera_glance.simulator import schema
+from datera_glance.simulator.handlers import clones
 from datera_glance.simulator.handlers.initiators import check_initiator_paths
 from datera_glance.simulator.listing import listing
-from datera_glance.simulator.media import MediaError, create_volume_file, grow_volume_file
-from datera_glance.simulator.model import AppInstance, StorageInstance, Volume
+from datera_glance.simulator.media import (
+    MediaError,
+    copy_volume_file,
+    create_volume_file,
+    grow_volume_file,
+)
+from datera_glance.simulator.model import AppInstance, StorageInstance, Volume, new_iqn
 from datera_glance.simulator.routing import ApiError, Request, route
 
 if TYPE_CHECKING:
@@ -44,7 +49,7 @@ def create_app_instance(cluster: Cluster, req: Request) -> Any:
 def create(cluster: Cluster, req: Request) -> AppInstance:
     """Create the app instance of a validated ``POST /app_instances`` body, online by default."""
     body = req.body
-    for unsupported in ("clone_src", "clone_volume_src", "clone_snapshot_src", "app_template"):
+    for unsupported in ("clone_src", "app_template"):
         if unsupported in body:
             raise ApiError(400, f"{unsupported} is not supported by the EDF simulator")
     if body.get("snapshot_policies"):
@@ -52,7 +57,10 @@ def create(cluster: Cluster, req: Request) -> AppInstance:
     name = body["name"]
     if cluster.state.named(req.tenant, name) is not None:
         raise ApiError(409, f"App instance {name} already exists in tenant {req.tenant}")
+    source = clones.clone_source(cluster, req)
     sis: list[StorageInstance] = []
+    if source is not None:
+        sis.append(clones.cloned_storage_instance(cluster, source))
     for s in body.get("storage_instances", []):
         sis.append(_new_storage_instance(cluster, req, s, sis))
     offline = any(s.get("admin_state") == "offline" for s in body.get("storage_instances", []))
@@ -66,7 +74,7 @@ def create(cluster: Cluster, req: Request) -> AppInstance:
         admin_state="offline",
         storage_instances=sis,
     )
-    _add(cluster, ai, "offline" if offline else "online")
+    _add(cluster, ai, "offline" if offline else "online", clones.copies_of(source, sis))
     return ai
 
 
@@ -105,13 +113,22 @@ def seed(
     return ids
 
 
-def _add(cluster: Cluster, ai: AppInstance, admin_state: str) -> None:
-    """Make the volume files and store ``ai``; on failure leave nothing behind."""
+def _add(
+    cluster: Cluster, ai: AppInstance, admin_state: str, copies: dict[str, Path] | None = None
+) -> None:
+    """Make the volume files and store ``ai``; on failure leave nothing behind.
+
+    ``copies``: volume uuid -> the file whose bytes that volume starts with (a clone's).
+    """
     cluster.need_capacity(sum(v.size_bytes for v in ai.volumes))
+    copies = copies or {}
     created: list[Path] = []
     try:
         for vol in ai.volumes:
-            create_volume_file(Path(vol.file), vol.size_bytes)
+            if vol.uuid in copies:
+                copy_volume_file(copies[vol.uuid], Path(vol.file))
+            else:
+                create_volume_file(Path(vol.file), vol.size_bytes)
             created.append(Path(vol.file))
         cluster.state.add_app_instance(ai)
         cluster.set_admin_state(ai, admin_state)
@@ -158,7 +175,7 @@ def _new_storage_instance(
     si = StorageInstance(
         name=s["name"],
         uuid=str(uuidlib.uuid4()),
-        iqn=f"iqn.2013-05.com.daterainc:tc:01:sn:{secrets.token_hex(8)}",
+        iqn=new_iqn(),
         ips=["127.0.0.1"],
         volumes=vols,
         acl_initiators=paths,
@@ -209,8 +226,11 @@ def delete_app_instance(cluster: Cluster, req: Request, ident: str) -> Any:
         cluster.detach(ai)
     except MediaError as exc:
         raise ApiError(500, f"Could not detach {ai.name}: {exc}") from exc
+    # Its clones keep their own files: deleting a clone's source leaves them as they are.
     for vol in ai.volumes:
         Path(vol.file).unlink(missing_ok=True)
+        for snap in vol.snapshots:
+            Path(snap.file).unlink(missing_ok=True)
     cluster.state.remove_app_instance(ai)
     cluster.save_removal(ai)
     return rendered
