@@ -1,4 +1,4 @@
-"""Results document, targets of issues 7 and 15, markdown table and plot.
+"""Results document, targets of issues 7 and 15, markdown tables and plot.
 
 Everything here works on the JSON document (``build_document``), so a saved results file can be
 re-evaluated and re-drawn: ``python -m benchmarks.report benchmarks/results/quick.json``.
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import lookup_bench
 from benchmarks.harness import Measurement, MiB, size_label
 from benchmarks.suite import GET_BUFFER, GET_DEPTH, RANGED_SIZE, Case, Config
 
@@ -400,6 +401,32 @@ def _rss(doc: dict[str, Any]) -> list[Target]:
     return out
 
 
+def _lookup_targets(doc: dict[str, Any]) -> list[Target]:
+    """Issue 15: each operation with 10,000 app instances within 1.2 x of 10."""
+    lookups = doc.get("lookups")
+    if not lookups:
+        return []
+    small, large = min(lookups["sizes"]), max(lookups["sizes"])
+    targets = []
+    for operation in lookup_bench.OPERATIONS:
+        ratio, lo, hi = _med(lookup_bench.ratios(lookups, operation))
+        ms = {s: statistics.median(lookups["ms"][str(s)][operation]) for s in (small, large)}
+        targets.append(
+            Target(
+                name=f"{operation} with {large:,} vs {small:,} app instances",
+                wanted=f"{operation} in a tenant of {large:,} <= {lookups['threshold']} x "
+                f"of {small:,}",
+                ratio=ratio,
+                lo=lo,
+                hi=hi,
+                threshold=lookups["threshold"],
+                higher_is_better=False,
+                detail=f"median {ms[small]:.1f} ms vs {ms[large]:.1f} ms; {lookups['detail']}",
+            )
+        )
+    return targets
+
+
 def evaluate(doc: dict[str, Any]) -> list[Target]:
     if doc["config"].get("reads_only"):
         return _read_targets(doc)
@@ -420,6 +447,7 @@ def evaluate(doc: dict[str, Any]) -> list[Target]:
         targets.append(_sparse_speedup(doc, impl))
         targets.append(_sparse_allocation(doc, impl))
     targets.extend(_rss(doc))
+    targets.extend(_lookup_targets(doc))
     return targets
 
 
@@ -522,6 +550,8 @@ def markdown(doc: dict[str, Any]) -> str:
         if doc.get(key):
             lines += ["", *doc[key]]
     lines += _store_reads_table(doc)
+    if doc.get("lookups"):
+        lines += ["", *lookup_bench.table(doc["lookups"])]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,8 @@
 """``./dev bench``: the interleaved benchmark run that produces ``benchmarks/results/``.
 
 Quick mode (default, a few minutes): 256 MiB transfers, buffer sizes 256K-16M, 4 rounds.
-``--full``: 1 GiB transfers, 64K-64M, depths 1/2/4, 5 rounds.  ``--reads``: only the read
+``--full``: 1 GiB transfers, 64K-64M, depths 1/2/4, 5 rounds.  Both end with get_size, get and
+delete in tenants of 10 and 10,000 app instances (``lookup_bench``).  ``--reads``: only the read
 comparisons (read_range and Store.get against dd and fio, ranged reads against fio randread),
 2 GiB, 5 rounds.  Needs root (loop devices) and fio (installed with apt-get when missing).
 """
@@ -40,6 +41,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--no-store", action="store_true", help="skip Store.add/get end to end")
     p.add_argument("--no-rss", action="store_true", help="skip the 4 GiB peak-memory probe")
+    p.add_argument(
+        "--no-lookups",
+        action="store_true",
+        help="skip get_size/get/delete with 10 and 10,000 app instances in the tenant",
+    )
     p.add_argument(
         "--nice",
         type=int,
@@ -96,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from benchmarks import rss_probe
 
             extra["rss"] = rss_probe.run_all(config, scratch, log)
+        if not args.no_lookups and not config.reads_only:
+            from benchmarks import lookup_bench
+
+            extra.update(lookup_bench.run(config, scratch, log))
     extra["elapsed_seconds"] = time.perf_counter() - t0
     env["loadavg_end"] = os.getloadavg()
     doc = report.build_document(config, cases, results, environment=env, device=device, extra=extra)

@@ -184,7 +184,7 @@ def run_reads(config: Config, workdir: Path, log: Callable[[str], None]) -> dict
     results: dict[str, list[float]] = {step: [] for step in steps}
     with loop_simulator(workdir) as sim:
         store, conf = make_store(sim, workdir / "locks")
-        settings = store._backend.settings
+        settings = store.settings
         try:
             uri, _ = add(store, pattern)
             volume = _volume_file(sim)

@@ -12,7 +12,6 @@ import io
 import multiprocessing
 import os
 import pathlib
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +20,12 @@ from typing import Any
 import pytest
 from glance_store import exceptions
 from glance_store import location as glance_location
-from os_brick.initiator.connectors.local import LocalConnector
 from oslo_utils import units
 
 from datera_glance import chunkio, upload_state
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
-from tests.plugins.store import StoreFactory, make_conf
+from tests.plugins.store import RedirectingConnector, StoreFactory, make_conf
 
 pytestmark = pytest.mark.root
 
@@ -396,42 +394,6 @@ def test_edf_down_during_upload_rolls_back(
     finally:
         sim.clear_faults()
     assert_gone(sim, store, image_id)
-
-
-@pytest.fixture
-def full_device(tmp_path: pathlib.Path) -> Iterator[str]:
-    """A loop device whose backing file sits on a 2 units.Mi tmpfs: writes past 2 MiB fail."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], check=True)
-    try:
-        backing = mnt / "disk.img"
-        with open(backing, "wb") as f:
-            f.truncate(64 * units.Mi)
-        dev = subprocess.run(
-            ["losetup", "--find", "--show", str(backing)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        try:
-            yield dev
-        finally:
-            subprocess.run(["losetup", "-d", dev], check=False)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
-class RedirectingConnector(LocalConnector):  # type: ignore[misc]
-    """os-brick's LOCAL connector, but the device it hands out is ``path``."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("unused")
-        self.path = path
-
-    def connect_volume(self, connection_properties: dict[str, Any]) -> dict[str, Any]:
-        info: dict[str, Any] = super().connect_volume({"device_path": self.path})
-        return info
 
 
 def test_device_error_rolls_back(

@@ -1,4 +1,6 @@
-"""Fixtures: ``core`` (a ``Copier`` per core) and ``loop_device`` (real loop devices).
+"""Fixtures: ``core`` (a ``Copier`` per core), ``loop_device`` (real loop devices) and
+``full_device`` (a loop device whose storage runs out at 2 MiB); ``Usage``, the peak RSS and
+open descriptors of processes during a load.
 
 Every test below the Store runs on both cores through ``core``; with
 ``DATERA_GLANCE_REQUIRE_EXTENSIONS=1`` a missing compiled core is an error, not a skip.
@@ -8,11 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from oslo_utils import units
 
 from datera_glance import chunkio
 from datera_glance.simulator.media import LoopMedia, create_volume_file
@@ -106,3 +110,88 @@ def loop_device(tmp_path: Path) -> Iterator[LoopFactory]:
         for loop, dev, backing in made:
             loop.detach(dev, backing)
             backing.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def full_device(tmp_path: Path) -> Iterator[str]:
+    """A loop device whose backing file sits on a 2 MiB tmpfs: writes past 2 MiB fail."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], check=True)
+    try:
+        backing = mnt / "disk.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 * units.Mi)
+        dev = subprocess.run(
+            ["losetup", "--find", "--show", str(backing)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        try:
+            yield dev
+        finally:
+            subprocess.run(["losetup", "-d", dev], check=False)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+class Usage:
+    """Peak RSS and open file descriptors of processes while ``with Usage(pids):`` runs.
+
+    The kernel's own peak (``VmHWM``, reset through ``clear_refs`` at the start, as root) for
+    memory; a sampler thread every 20 ms for descriptors (the kernel keeps no peak of those).
+    """
+
+    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.start_rss: dict[int, int] = {}
+        self.start_fds: dict[int, int] = {}
+        self.peak_rss: dict[int, int] = {}
+        self.peak_fds: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def status(pid: int, field: str) -> int:
+        """A ``kB`` field of /proc/PID/status, in bytes."""
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(field)
+
+    @staticmethod
+    def fds(pid: int) -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid in self.pids:
+                self.peak_fds[pid] = max(self.peak_fds.get(pid, 0), self.fds(pid))
+
+    def __enter__(self) -> Usage:
+        for pid in self.pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+            self.start_rss[pid] = self.status(pid, "VmRSS")
+            self.start_fds[pid] = self.peak_fds[pid] = self.fds(pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid in self.pids:
+            self.peak_rss[pid] = self.status(pid, "VmHWM")
+
+    def growth(self, pid: int) -> int:
+        """Peak RSS above the RSS at the start, bytes."""
+        return self.peak_rss[pid] - self.start_rss[pid]
+
+    def report(self) -> str:
+        return ", ".join(
+            f"pid {pid}: RSS {self.start_rss[pid] / units.Mi:.0f} -> peak "
+            f"{self.peak_rss[pid] / units.Mi:.0f} MiB, fds {self.start_fds[pid]} -> peak "
+            f"{self.peak_fds[pid]}"
+            for pid in self.pids
+        )

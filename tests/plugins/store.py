@@ -8,7 +8,8 @@ the simulator's devices and calls ``configure()`` as glance does. Extra keyword-
 
 For glance_store's module-level API (``multi_backend``, ``backend``): ``global_conf`` (the
 global CONF with ``Overrides`` undone at teardown, and the scheme maps restored) and
-``datera_options(sim, lock_path)``.
+``datera_options(sim, lock_path)``. ``RedirectingConnector(path)``: os-brick's LOCAL connector
+handing out another device (for ``connector_factory``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from glance_store import location
+from os_brick.initiator.connectors.local import LocalConnector
 from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 
@@ -28,6 +30,18 @@ from datera_glance.store import Store
 StoreFactory = Callable[..., Store]
 
 TEST_INITIATOR = "iqn.2026-11.org.datera-glance:test-host"
+
+
+class RedirectingConnector(LocalConnector):  # type: ignore[misc]
+    """os-brick's LOCAL connector, but the device it hands out is ``path``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("unused")
+        self.path = path
+
+    def connect_volume(self, connection_properties: dict[str, Any]) -> dict[str, Any]:
+        info: dict[str, Any] = super().connect_volume({"device_path": self.path})
+        return info
 
 
 def make_conf(
