@@ -30,7 +30,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 _SIMULATOR_EXAMPLE = (
-    "example:\n  datera-glance simulator --data-dir /tmp/edfsim --port 7717 --backend file"
+    "example:\n  datera-glance simulator --data-dir /tmp/edfsim --port 7717 --media file"
 )
 
 
