@@ -43,13 +43,13 @@ def test_demo_uploads_downloads_verifies_and_cleans_up(
     assert "copier core       compiled" in out
     assert f"{src.stat().st_size} bytes" in out
     assert "location          datera://127.0.0.1:" in out
-    assert "device /dev/loop" in out  # root: the loop backend
+    assert "device /dev/loop" in out  # root: loop media
     assert not loop_devices_under(tmp_path)
 
 
-def test_demo_on_the_file_backend(glance_venv: GlanceVenv, tmp_path: Path) -> None:
+def test_demo_on_file_media(glance_venv: GlanceVenv, tmp_path: Path) -> None:
     """What a non-root user gets: volumes are sparse files, no loop device."""
-    proc = demo(["--backend", "file", "--size", "40"], tmp_path / "work")
+    proc = demo(["--media", "file", "--size", "40"], tmp_path / "work")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "checks            all 10 passed" in out

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
 class Cluster:
-    """A loop-backend simulator that can go away and come back on the same port and data."""
+    """A simulator on loop media that can go away and come back on the same port and data."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir

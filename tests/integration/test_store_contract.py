@@ -683,7 +683,7 @@ def test_round_trip_on_each_api_version(
     offered: tuple[str, ...],
     configured: str,
 ) -> None:
-    sim = simulator_factory(backend="loop", api_versions=offered)
+    sim = simulator_factory(media="loop", api_versions=offered)
     store = store_factory(sim, copier=core, api_version=configured, tenant_id="/root/glance-v")
     assert store._configured().client.api_version == (configured if configured != "auto" else "2.1")
     data = os.urandom(units.Mi + 1)

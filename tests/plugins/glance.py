@@ -126,7 +126,7 @@ def postgres() -> Iterator[PostgreSQL]:
 @pytest.fixture(scope="session")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """The EDF simulator on loop devices, for the whole session."""
-    sim = Simulator(tmp_path_factory.mktemp("e2e-edf"), backend="loop")
+    sim = Simulator(tmp_path_factory.mktemp("e2e-edf"), media="loop")
     sim.start()
     try:
         yield sim

@@ -190,7 +190,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--size", type=int, default=1024, help="size of the generated image in MiB (1024)"
     )
     parser.add_argument(
-        "--backend",
+        "--media",
+        "--backend",  # the old spelling, kept for existing command lines
+        dest="media",
         choices=("loop", "file"),
         help="simulator volumes: loop devices (default as root) or sparse files",
     )
@@ -204,8 +206,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.file is not None and not args.file.is_file():
         parser.error(f"--file {args.file}: no such file")
-    if args.backend == "loop" and os.geteuid() != 0:
-        parser.error("--backend loop needs root (loop devices)")
+    if args.media == "loop" and os.geteuid() != 0:
+        parser.error("--media loop needs root (loop devices)")
     if args.size < 1:
         parser.error("--size must be at least 1 (MiB)")
     return args
@@ -236,15 +238,15 @@ def _work_dir(args: argparse.Namespace, stack: contextlib.ExitStack) -> Path:
     return work
 
 
-def _start_simulator(work: Path, backend: str, stack: contextlib.ExitStack) -> SimulatorProcess:
-    sim = SimulatorProcess(work / "edf", media=backend)
+def _start_simulator(work: Path, media: str, stack: contextlib.ExitStack) -> SimulatorProcess:
+    sim = SimulatorProcess(work / "edf", media=media)
     stack.callback(sim.stop)
     try:
         sim.start()
     except RuntimeError as e:
-        hint = " (no loop devices here? try --backend file)" if backend == "loop" else ""
+        hint = " (no loop devices here? try --media file)" if media == "loop" else ""
         raise RuntimeError(f"{e}{hint}") from e
-    say(f"EDF simulator ({backend} backend) listening on {sim.url}")
+    say(f"EDF simulator ({media} media) listening on {sim.url}")
     return sim
 
 
@@ -362,13 +364,13 @@ def _summary(trip: RoundTrip, core: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
-    backend = args.backend or ("loop" if os.geteuid() == 0 else "file")
+    media = args.media or ("loop" if os.geteuid() == 0 else "file")
     started = time.monotonic()
     venv = GlanceVenv(repo_root(), args.cache_dir, log=say).ensure()
     say(f"glance 33 venv ready: {venv.venv_dir}")
     setup_started = time.monotonic()
     work = _work_dir(args, stack)
-    sim = _start_simulator(work, backend, stack)
+    sim = _start_simulator(work, media, stack)
     api = _start_glance(venv, work, sim, stack)
     source, md5, sha512 = _source(args, work)
     trip = _round_trip(GlanceClient(api.url), sim, source, md5, sha512, work)

@@ -35,7 +35,6 @@ class Simulator:
     :param data_dir: state file, volume files and ``tls/`` live here; kept across restarts.
     :param media: where volumes live: ``"file"`` (``device_path`` is the sparse file) or
         ``"loop"`` (a loop device while online; needs root).
-    :param backend: deprecated spelling of ``media``, for callers not yet renamed.
     :param run: runs ``losetup``; injectable for tests.
     :param clock: for session expiry and the optional ``available_delay``.
     :param work: counts work that could grow with the number of objects (tests read it).
@@ -49,7 +48,6 @@ class Simulator:
         port: int = 0,
         tls: bool = False,
         media: str = "file",
-        backend: str | None = None,
         username: str = "admin",
         password: str = "password",
         capacity_bytes: int = 100 * units.Gi,
@@ -66,7 +64,7 @@ class Simulator:
         self.host = host
         self.port = port
         self.tls = tls
-        self.media_name = backend if backend is not None else media
+        self.media_name = media
         self.api_versions = tuple(api_versions)
         for v in self.api_versions:
             if v not in ("2.1", "2.2"):
