@@ -298,16 +298,6 @@ def ai_name(image_id: str) -> str:
     return AI_PREFIX + image_id
 
 
-def _length(metadata: dict[str, Any]) -> int | None:
-    """The image length from app instance metadata, or None for an incomplete upload."""
-    if metadata.get("type") != "image" or metadata.get("length") in (None, ""):
-        return None
-    try:
-        return int(metadata["length"])
-    except (TypeError, ValueError):
-        return None
-
-
 class ClusterUnavailable(exceptions.RemoteServiceUnavailable, exceptions.TimeoutError):
     """The cluster cannot be reached now; the next operation may work.
 
@@ -645,7 +635,7 @@ class Store(driver.Store):
         ai = parts.client.lookup_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
-        length = _length(parts.client.get_metadata(ai.id))
+        length = upload_state.image_length(parts.client.get_metadata(ai.id))
         if length is None:  # an upload in progress or the leftover of a failed one
             raise exceptions.NotFound(image=loc.image_id)
         return ai, length
@@ -760,7 +750,7 @@ class Store(driver.Store):
         existing = client.lookup_app_instance(name)
         if existing is None:
             return
-        if _length(client.get_metadata(existing.id)) is not None:
+        if upload_state.image_length(client.get_metadata(existing.id)) is not None:
             raise exceptions.Duplicate(image=image_id)
         LOG.warning("Replacing %s, the leftover of a failed upload", name)
         parts.destroy(existing)
