@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import lookup_bench
+from benchmarks import growth_probe, linger_probe, lookup_bench
 from benchmarks.harness import Measurement, MiB, size_label
 from benchmarks.suite import GET_BUFFER, GET_DEPTH, RANGED_SIZE, Case, Config
 
@@ -427,6 +427,69 @@ def _lookup_targets(doc: dict[str, Any]) -> list[Target]:
     return targets
 
 
+def _growth_targets(doc: dict[str, Any]) -> list[Target]:
+    """Issue 15, part 3: the final volume is the smallest whole GiB; what the resizes cost."""
+    out = []
+    for r in doc.get("growth", []):
+        out.append(
+            Target(
+                name=f"final volume of a {r['gib']} GiB upload of unknown size",
+                wanted="the smallest whole GiB that holds the image (final / smallest)",
+                ratio=r["final_gib"] / r["smallest_gib"],
+                lo=None,
+                hi=None,
+                threshold=1.0,
+                higher_is_better=False,
+                detail=f"{r['final_gib']} GiB for {r['bytes']} bytes, {r['resizes']} resizes",
+            )
+        )
+        out.append(
+            Target(
+                name=f"time in resizes, {r['gib']} GiB of unknown size",
+                wanted="detach, offline, resize, online, attach as a share of the upload",
+                ratio=r["share"],
+                lo=None,
+                hi=None,
+                threshold=growth_probe.MAX_SHARE,
+                higher_is_better=False,
+                detail=f"{r['resize_s']:.2f} s of {r['upload_s']:.1f} s, "
+                f"{r['per_resize_ms']:.0f} ms per resize; {r['data']}",
+            )
+        )
+    return out
+
+
+def _linger_targets(doc: dict[str, Any]) -> list[Target]:
+    """Issue 15, part 4: time to first byte with a lingering attachment; one attach."""
+    linger = doc.get("linger")
+    if not linger:
+        return []
+    warm, cold, b2b = linger["get ttfb lingering"], linger["get ttfb cold"], linger["back_to_back"]
+    return [
+        Target(
+            name="time to first byte, lingering attachment (ms)",
+            wanted="a 1 MiB ranged get's first chunk with the attachment lingering",
+            ratio=warm["median_ms"],
+            lo=warm["min_ms"],
+            hi=warm["max_ms"],
+            threshold=linger_probe.TTFB_TARGET_MS,
+            higher_is_better=False,
+            detail=f"{warm['rest_calls']} REST calls; cold (linger 0): {cold['median_ms']:.1f}"
+            f" ms, {cold['rest_calls']} REST calls",
+        ),
+        Target(
+            name=f"attaches for {b2b['gets']} back-to-back gets of one image",
+            wanted="one attach, the attachment lingering between the gets",
+            ratio=b2b["attaches"],
+            lo=None,
+            hi=None,
+            threshold=1.0,
+            higher_is_better=False,
+            detail="os-brick connect_volume calls counted",
+        ),
+    ]
+
+
 def evaluate(doc: dict[str, Any]) -> list[Target]:
     if doc["config"].get("reads_only"):
         return _read_targets(doc)
@@ -448,6 +511,8 @@ def evaluate(doc: dict[str, Any]) -> list[Target]:
         targets.append(_sparse_allocation(doc, impl))
     targets.extend(_rss(doc))
     targets.extend(_lookup_targets(doc))
+    targets.extend(_growth_targets(doc))
+    targets.extend(_linger_targets(doc))
     return targets
 
 
@@ -525,7 +590,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for t in doc["targets"]:
         tgt = Target(**t)
-        pct = "allocation" in tgt.name
+        pct = "allocation" in tgt.name or tgt.name.startswith("time in resizes")
         measured = _fmt(tgt.ratio, pct)
         if tgt.lo is not None and tgt.hi is not None:
             measured += f" [{_fmt(tgt.lo, pct)}-{_fmt(tgt.hi, pct)}]"
@@ -552,6 +617,10 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += _store_reads_table(doc)
     if doc.get("lookups"):
         lines += ["", *lookup_bench.table(doc["lookups"])]
+    if doc.get("growth"):
+        lines += ["", *growth_probe.table(doc["growth"])]
+    if doc.get("linger"):
+        lines += ["", *linger_probe.table(doc["linger"])]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,9 @@
 
 Quick mode (default, a few minutes): 256 MiB transfers, buffer sizes 256K-16M, 4 rounds.
 ``--full``: 1 GiB transfers, 64K-64M, depths 1/2/4, 5 rounds.  Both end with get_size, get and
-delete in tenants of 10 and 10,000 app instances (``lookup_bench``).  ``--reads``: only the read
+delete in tenants of 10 and 10,000 app instances (``lookup_bench``), uploads of unknown size
+(``growth_probe``: 1.5 and 2.5 GiB, with ``--full`` also 10 and 40) and the lingering
+attachment's time to first byte and attach count (``linger_probe``).  ``--reads``: only the read
 comparisons (read_range and Store.get against dd and fio, ranged reads against fio randread),
 2 GiB, 5 rounds.  Needs root (loop devices) and fio (installed with apt-get when missing).
 """
@@ -47,6 +49,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip get_size/get/delete with 10 and 10,000 app instances in the tenant",
     )
     p.add_argument(
+        "--no-growth", action="store_true", help="skip the unknown-size uploads (volume growth)"
+    )
+    p.add_argument("--no-linger", action="store_true", help="skip the lingering-attachment timings")
+    p.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -54,6 +60,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " recorded in the results)",
     )
     return p.parse_args(argv)
+
+
+def _end_to_end(args: argparse.Namespace, config: Any, scratch: Path, log: Any) -> dict[str, Any]:
+    """The Store-level parts after the copier rounds, each skippable with its ``--no-`` flag."""
+    extra: dict[str, Any] = {}
+    if not args.no_store:
+        from benchmarks import store_bench
+
+        if not config.reads_only:
+            extra.update(store_bench.run(config, scratch, log))
+        extra.update(store_bench.run_reads(config, scratch, log))
+    if not args.no_rss and not config.reads_only:
+        from benchmarks import rss_probe
+
+        extra["rss"] = rss_probe.run_all(config, scratch, log)
+    if not args.no_lookups and not config.reads_only:
+        from benchmarks import lookup_bench
+
+        extra.update(lookup_bench.run(config, scratch, log))
+    if not args.no_growth and not config.reads_only:
+        from benchmarks import growth_probe
+
+        extra.update(growth_probe.run(config, scratch, log))
+    if not args.no_linger and not config.reads_only:
+        from benchmarks import linger_probe
+
+        extra.update(linger_probe.run(config, scratch, log))
+    return extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,20 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with suite.Bench(scratch, config.total, max(config.buffer_sizes)) as bench:
             device = bench.info()
             results = suite.run_rounds(bench, blocks, config.rounds, log)
-        if not args.no_store:
-            from benchmarks import store_bench
-
-            if not config.reads_only:
-                extra.update(store_bench.run(config, scratch, log))
-            extra.update(store_bench.run_reads(config, scratch, log))
-        if not args.no_rss and not config.reads_only:
-            from benchmarks import rss_probe
-
-            extra["rss"] = rss_probe.run_all(config, scratch, log)
-        if not args.no_lookups and not config.reads_only:
-            from benchmarks import lookup_bench
-
-            extra.update(lookup_bench.run(config, scratch, log))
+        extra.update(_end_to_end(args, config, scratch, log))
     extra["elapsed_seconds"] = time.perf_counter() - t0
     env["loadavg_end"] = os.getloadavg()
     doc = report.build_document(config, cases, results, environment=env, device=device, extra=extra)

@@ -366,6 +366,7 @@ class Config:
     store_total: int = 512 * MiB  # Store.add/get: attach and REST costs are per image
     store_read_total: int = 2 << 30  # Store.get against dd/fio (issue 15 measured 2 GiB)
     rss_total: int = 4 << 30
+    growth_gib: list[float] = field(default_factory=lambda: [1.5, 2.5])  # unknown-size uploads
     reads_only: bool = False  # only the read comparisons of issue 15
 
     def read_blocks(self) -> list[list[Case]]:
@@ -445,6 +446,7 @@ def full_config() -> Config:
         buffer_sizes=[64 * 1024, 256 * 1024, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB],
         rounds=5,
         depths=[1, 2, 4],
+        growth_gib=[1.5, 2.5, 10, 40],
     )
 
 
@@ -537,7 +539,7 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "sha_ni", "erms", "fsrm"
 
 def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
     """The CPU model and which of ``CPU_FLAGS`` it has."""
-    model, flags = "?", set()
+    model, flags = "?", set[str]()
     with contextlib.suppress(OSError):
         for line in Path(cpuinfo).read_text().splitlines():
             key, _, value = line.partition(":")

@@ -32,7 +32,7 @@ StoreFactory = Callable[..., Store]
 TEST_INITIATOR = "iqn.2026-11.org.datera-glance:test-host"
 
 
-class RedirectingConnector(LocalConnector):  # type: ignore[misc]
+class RedirectingConnector(LocalConnector):
     """os-brick's LOCAL connector, but the device it hands out is ``path``."""
 
     def __init__(self, path: str) -> None:
