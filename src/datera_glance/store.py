@@ -780,7 +780,7 @@ class Store(driver.Store):
                 message=f"Image {image_id} is being uploaded already ({why})"
             )
         LOG.warning(
-            "Replacing %s of image %s, the leftover of a failed upload (%s)", name, image_id, why
+            "Replacing %s, the leftover of a failed upload of image %s (%s)", name, image_id, why
         )
         parts.destroy(existing)
 

@@ -176,7 +176,7 @@ def test_the_leftover_of_a_dead_upload_is_replaced(
     with caplog.at_level(logging.WARNING, logger="datera_glance.store"):
         store.add(image_id, io.BytesIO(new), len(new), "sha512")
     assert_stored(simulator, store, image_id, ai.id, new)
-    assert f"image {image_id}, the leftover of a failed upload ({reason})" in caplog.text
+    assert f"the leftover of a failed upload of image {image_id} ({reason})" in caplog.text
 
 
 class Paused:
