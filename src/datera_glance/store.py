@@ -473,6 +473,8 @@ class Store(driver.Store):
     :param executor: runs privileged commands (tests inject a fake).
     :param client_factory: builds the EDF client from a ``ClientConfig``.
     :param timer: schedules the end of lingering attachments (tests fire it by hand).
+    :param judge: decides whether another upload of an image is still live (tests give it a
+        clock); default ``upload_state.Judge`` with ``upload_state.DEFAULT_MAX_AGE``.
     """
 
     _CAPABILITIES = (
@@ -492,9 +494,11 @@ class Store(driver.Store):
         executor: Executor | None = None,
         client_factory: ClientFactory | None = None,
         timer: TimerFactory | None = None,
+        judge: upload_state.Judge | None = None,
     ) -> None:
         super().__init__(conf, backend=backend)
         self._timer = timer
+        self._judge = judge or upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
         self._copier = copier
         self._connector_factory = connector_factory
         self._executor = executor
@@ -745,14 +749,39 @@ class Store(driver.Store):
             )
 
     def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
-        """Duplicate for a complete image; delete the leftover of a failed upload."""
+        """Delete the leftover of a failed upload; ``Duplicate`` for a complete image or an
+        upload of it still in progress (on another host, in another process, or in this one).
+
+        Liveness is ``datera-glance gc``'s (``upload_state.judge_upload``). An app instance
+        without an upload record counts as a leftover: ``add`` writes the record
+        (``upload_state.recorded``) in the first request after creating the app instance,
+        before anything is attached or written, so it is an older driver's leftover, one of an
+        upload killed between the two requests, or an upload inside that one request. The
+        last one has no data yet and fails cleanly: EDF gives the new app instance a new id,
+        so its record's PUT gets a 404 and it rolls back without touching the new one.
+        """
         client = parts.client
         existing = client.lookup_app_instance(name)
         if existing is None:
             return
-        if upload_state.image_length(client.get_metadata(existing.id)) is not None:
+        metadata = client.get_metadata(existing.id)
+        if upload_state.image_length(metadata) is not None:
             raise exceptions.Duplicate(image=image_id)
-        LOG.warning("Replacing %s, the leftover of a failed upload", name)
+        record = upload_state.UploadRecord.from_metadata(metadata)
+        if record is None:
+            live, why = False, "no upload record"
+        else:
+            live, why = upload_state.judge_upload(self._judge, record, existing.id)
+        if live:
+            LOG.warning(
+                "Not replacing %s of image %s: an upload is in progress (%s)", name, image_id, why
+            )
+            raise exceptions.Duplicate(
+                message=f"Image {image_id} is being uploaded already ({why})"
+            )
+        LOG.warning(
+            "Replacing %s, the leftover of a failed upload of image %s (%s)", name, image_id, why
+        )
         parts.destroy(existing)
 
     @capabilities.check

@@ -4,12 +4,13 @@
 instance's metadata as soon as it creates the app instance, refreshes a heartbeat while the
 copier writes, and at the end adds the multihash beside ``checksum``/``length``/``type``.
 ``datera-glance gc`` reads these back to tell the leftover of a killed upload from an upload in
-progress, and ``datera-glance verify`` checks an image against its recorded hashes without
-glance's database.
+progress (and ``Store.add`` to decide whether it may replace an incomplete app instance), and
+``datera-glance verify`` checks an image against its recorded hashes without glance's database.
 
 Liveness: an upload recorded by this host is live while its process exists (same pid and
 same process start, so a reused pid does not count); one recorded by another host is live
-while its heartbeat is younger than the caller's limit.
+while its heartbeat is younger than the caller's limit; one recorded by the very process
+asking is live while that process is still in its ``recorded`` block (``judge_upload``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,18 @@ STARTED_AT = "upload_started_at"
 HEARTBEAT = "upload_heartbeat"
 MULTIHASH_ALGO = "multihash_algo"
 MULTIHASH = "multihash"
-#: Seconds between heartbeats; far below ``gc``'s default age limit of one hour.
+#: Seconds between heartbeats; far below ``DEFAULT_MAX_AGE``.
 HEARTBEAT_INTERVAL = 60.0
+#: Another host's upload without a heartbeat for this long is dead: ``gc``'s default
+#: ``--older-than`` and the limit ``Store.add`` uses before it replaces an app instance.
+DEFAULT_MAX_AGE = 3600.0
 
 Clock = Callable[[], float]
+
+# App instance ids whose ``recorded`` block runs in this process: a record naming this very
+# process is live only while its block runs (the process being alive says nothing).
+_recording: set[str] = set()
+_recording_lock = threading.Lock()
 
 
 class MetadataWriter(Protocol):
@@ -183,6 +192,21 @@ class Judge:
         return False, f"last heartbeat from {record.host} {age:.0f} s ago"
 
 
+def judge_upload(judge: Judge, record: UploadRecord, ai_id: str) -> tuple[bool, str]:
+    """``judge.live(record)`` for the upload of app instance ``ai_id``, except that a record of
+    this very process (an ended upload whose rollback failed, seen by a retry in the same
+    glance-api worker) is live only while this process's ``recorded`` block for it runs."""
+    pid = os.getpid()
+    own = record.host == host_name() and record.pid == pid
+    if own and record.process_start in ("", process_start(pid)):
+        with _recording_lock:
+            running = ai_id in _recording
+        if running:
+            return True, f"process {pid} on this host (this one) is uploading it"
+        return False, f"the upload of process {pid} on this host (this one) has ended"
+    return judge.live(record)
+
+
 class Heartbeat:
     """Refreshes ``upload_heartbeat`` every ``interval`` seconds on its own thread.
 
@@ -228,10 +252,16 @@ def recorded(
     client: MetadataWriter, ai_id: str, *, interval: float = HEARTBEAT_INTERVAL
 ) -> Iterator[None]:
     """Write the start record, then keep a heartbeat going until the block ends."""
-    client.put_metadata(ai_id, start_record())
-    beat = Heartbeat(client, ai_id, interval=interval)
-    beat.start()
+    with _recording_lock:
+        _recording.add(ai_id)
     try:
-        yield
+        client.put_metadata(ai_id, start_record())
+        beat = Heartbeat(client, ai_id, interval=interval)
+        beat.start()
+        try:
+            yield
+        finally:
+            beat.stop()
     finally:
-        beat.stop()
+        with _recording_lock:
+            _recording.discard(ai_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import threading
@@ -124,3 +125,38 @@ def test_a_failed_record_write_raises() -> None:
     client = Recorder(fail=1)
     with pytest.raises(ConnectionError), us.recorded(client, "ai-3"):
         pytest.fail("the block must not run without a record")
+
+
+def test_judge_upload_of_this_very_process_by_its_recorded_block() -> None:
+    """A retry in the same glance-api worker finds its own ended upload's record: the process
+    runs (gc's judgement says live), the upload does not."""
+    judge = us.Judge(max_age=3600)
+    record = us.UploadRecord.from_metadata(us.start_record())
+    assert record is not None
+    assert judge.live(record)[0] is True
+    ended = (False, f"the upload of process {os.getpid()} on this host (this one) has ended")
+    assert us.judge_upload(judge, record, "ai-4") == ended
+    with us.recorded(Recorder(), "ai-4"):
+        assert us.judge_upload(judge, record, "ai-4")[0] is True
+        assert us.judge_upload(judge, record, "ai-5") == ended
+    assert us.judge_upload(judge, record, "ai-4") == ended
+
+
+def test_judge_upload_of_other_processes_is_the_judges() -> None:
+    judge = us.Judge(max_age=600, clock=lambda: 10_000.0)
+    mine = us.UploadRecord.from_metadata(us.start_record())
+    assert mine is not None
+    reused = dataclasses.replace(mine, process_start="another-boot/1")
+    assert us.judge_upload(judge, reused, "ai-6") == judge.live(reused)
+    assert judge.live(reused)[1].endswith("(pid reused)")
+    there = us.UploadRecord("there", os.getpid(), "", None, 9_500.0)
+    assert us.judge_upload(judge, there, "ai-6") == (True, "there sent a heartbeat 500 s ago")
+
+
+def test_a_failed_record_write_leaves_nothing_recording() -> None:
+    judge = us.Judge(max_age=3600)
+    record = us.UploadRecord.from_metadata(us.start_record())
+    assert record is not None
+    with pytest.raises(ConnectionError), us.recorded(Recorder(fail=1), "ai-7"):
+        pytest.fail("the block must not run without a record")
+    assert us.judge_upload(judge, record, "ai-7")[0] is False

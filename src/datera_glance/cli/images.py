@@ -23,8 +23,6 @@ from datera_glance.store import AI_PREFIX, LEGACY_AI_PREFIX
 COMPLETE = "complete"
 UPLOADING = "uploading"
 ORPHAN = "orphan"
-#: ``--older-than``'s default: another host's upload without a heartbeat for this long is dead.
-DEFAULT_MAX_AGE = 3600.0
 
 
 def parse_duration(text: str) -> float:
@@ -46,7 +44,7 @@ def add_older_than(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--older-than",
         type=parse_duration,
-        default=DEFAULT_MAX_AGE,
+        default=upload_state.DEFAULT_MAX_AGE,
         metavar="DURATION",
         help="another host's upload counts as dead after this long without a heartbeat "
         "(default 1h; e.g. 0, 90s, 15m, 2d); this host's uploads are judged by their process",

@@ -89,10 +89,12 @@ def _selected(target: config.Target, args: argparse.Namespace) -> list[images.Im
     if args.all == bool(args.image_ids):
         raise CliError("name the images to verify, or pass --all (not both)")
     if args.all:
-        judge = upload_state.Judge(max_age=images.DEFAULT_MAX_AGE)
+        judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
         inventory = images.Inventory(target.client, target.settings.tenant, judge)
         return inventory.images(lambda image: image.state == images.COMPLETE)
-    return [show.find(target, image_id, images.DEFAULT_MAX_AGE) for image_id in args.image_ids]
+    return [
+        show.find(target, image_id, upload_state.DEFAULT_MAX_AGE) for image_id in args.image_ids
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
