@@ -424,12 +424,16 @@ cdef int _preadv_all(int fd, iovec *iov, int count, off_t offset, size_t *done) 
     return 0
 
 
-cdef int _fill_direct(int fd, char *dst, size_t n, off_t offset, size_t bs,
-                      size_t *got) noexcept nogil:
-    """Whole blocks straight into ``dst``, the partial blocks at either end through a small
-    bounce buffer, all in one ``preadv``. 0, an errno, or -1 if ``dst`` is misaligned."""
-    cdef size_t head = <size_t>(offset % <off_t>bs)  # bytes of the first block before dst
-    cdef size_t first = (bs - head) % bs  # dst index of the first block boundary
+cdef int _fill_direct(int fd, char *lead, size_t ln, char *dst, size_t n, off_t offset,
+                      size_t bs, size_t *got) noexcept nogil:
+    """``dst`` gets ``[offset, offset + n)``: its whole blocks straight from the device, the
+    partial blocks at either end through a small bounce buffer, all in one ``preadv``; so do
+    the ``ln`` bytes before ``offset`` into ``lead`` (a range's lead, see ``split_range``).
+    0, an errno, or -1 if ``dst`` is misaligned. ``got``: bytes of ``dst`` filled."""
+    cdef off_t start = offset - <off_t>ln
+    cdef size_t head = <size_t>(start % <off_t>bs)  # bytes of the first block before the range
+    cdef size_t first = (bs - <size_t>(offset % <off_t>bs)) % bs  # dst index of a block boundary
+    cdef size_t front = head + ln + first  # bounce bytes before dst's first whole block
     cdef size_t middle, tail, done
     cdef iovec iov[3]
     cdef int count = 0, err
@@ -440,31 +444,33 @@ cdef int _fill_direct(int fd, char *dst, size_t n, off_t offset, size_t bs,
     tail = n - first - middle
     if not middle or (<uintptr_t>(dst + first)) % _DMA_ALIGN:
         return -1
-    if posix_memalign(<void **>&bounce, _page_size, 2 * bs) != 0:
+    if posix_memalign(<void **>&bounce, _page_size, front + bs) != 0:
         return ENOMEM
-    if first:
+    if front:
         iov[count].iov_base = bounce
-        iov[count].iov_len = bs
+        iov[count].iov_len = front
         count += 1
     iov[count].iov_base = dst + first
     iov[count].iov_len = middle
     count += 1
     if tail:
-        iov[count].iov_base = bounce + bs
+        iov[count].iov_base = bounce + front
         iov[count].iov_len = bs
         count += 1
-    err = _preadv_all(fd, iov, count, offset - <off_t>head, &done)
+    err = _preadv_all(fd, iov, count, start - <off_t>head, &done)
     if not err:
-        # The read started ``head`` bytes before the chunk; the chunk's bytes are all there
-        # once ``head + n`` are.
-        if done >= head + n:
+        # The read started ``head + ln`` bytes before dst; dst's bytes are all there once
+        # ``head + ln + n`` are.
+        if done >= head + ln + n:
             got[0] = n
+            if ln:
+                memcpy(lead, bounce + head, ln)
             if first:
-                memcpy(dst, bounce + head, first)
+                memcpy(dst, bounce + head + ln, first)
             if tail:
-                memcpy(dst + first + middle, bounce + bs, tail)
+                memcpy(dst + first + middle, bounce + front, tail)
         else:
-            got[0] = done - head if done > head else 0
+            got[0] = done - head - ln if done > head + ln else 0
     free(bounce)
     return err
 
@@ -527,6 +533,70 @@ cdef int _fill_bounce(int fd, char *dst, size_t n, off_t offset, size_t bs, _Bou
     return err
 
 
+cdef int _fill(int fd, char *lead, size_t ln, char *dst, size_t n, off_t offset, size_t bs,
+               _Bounce *b, size_t *got) noexcept nogil:
+    """``[offset - ln, offset)`` into ``lead`` and ``[offset, offset + n)`` into ``dst``, the
+    cheapest way the fd allows. 0 or an errno; ``got``: bytes of ``dst`` filled (0 when the
+    lead came back short)."""
+    cdef int err = 0
+    cdef size_t lead_got = 0
+    if bs == 1:
+        if ln:
+            err = _pread_all(fd, lead, ln, offset - <off_t>ln, &lead_got)
+        if err or lead_got < ln:
+            got[0] = 0
+            return err
+        return _pread_all(fd, dst, n, offset, got)
+    err = _fill_direct(fd, lead, ln, dst, n, offset, bs, got)
+    if err != -1 and err != EINVAL:
+        return err
+    if ln:
+        err = _fill_bounce(fd, lead, ln, offset - <off_t>ln, bs, b, &lead_got)
+        if err or lead_got < ln:
+            got[0] = 0
+            return err
+    return _fill_bounce(fd, dst, n, offset, bs, b, got)
+
+
+cdef object _read_into(int fd, object lead, object chunk, off_t offset, Py_ssize_t block_size,
+                       object path, object bounce):
+    """``read_chunk`` and ``read_split``: ``chunk`` starts at ``offset``, ``lead`` (or None)
+    ends there."""
+    cdef char *dst
+    cdef char *lead_dst = NULL
+    cdef size_t n, ln = 0, got = 0
+    cdef size_t bs = <size_t>block_size
+    cdef int err
+    cdef Py_buffer given
+    cdef _Bounce b
+    if not PyBytes_CheckExact(chunk) or (lead is not None and not PyBytes_CheckExact(lead)):
+        raise TypeError("read_chunk fills bytes objects from ChunkAllocator or split_range")
+    if lead is not None:
+        lead_dst = PyBytes_AS_STRING(lead)
+        ln = <size_t>PyBytes_GET_SIZE(lead)
+    if block_size <= 0 or offset < <off_t>ln:
+        raise ValueError("block_size must be positive and offset not negative")
+    dst = PyBytes_AS_STRING(chunk)
+    n = <size_t>PyBytes_GET_SIZE(chunk)
+    if bounce is not None:
+        PyObject_GetBuffer(bounce, &given, PyBUF_WRITABLE)
+        b.buf, b.size, b.owned = <char *>given.buf, <size_t>given.len, False
+    else:
+        _take_spare(&b)
+    try:
+        with nogil:
+            err = _fill(fd, lead_dst, ln, dst, n, offset, bs, &b, &got)
+    finally:
+        if bounce is not None:
+            PyBuffer_Release(&given)
+        _put_spare(&b)
+    if err:
+        raise _os_error(err, path)
+    if got < n:
+        raise EOFError(f"{path}: short read at offset {offset + <off_t>got}")
+    return chunk
+
+
 def read_chunk(int fd, object chunk, off_t offset, Py_ssize_t block_size, object path,
                object bounce=None):
     """Fill ``chunk`` (fresh from ``ChunkAllocator.take``) with ``[offset, offset + len)``.
@@ -540,37 +610,52 @@ def read_chunk(int fd, object chunk, off_t offset, Py_ssize_t block_size, object
     :raises EOFError: the file ends inside the range.
     :raises OSError: with the errno and ``path`` as filename.
     """
-    cdef char *dst
-    cdef size_t n, got = 0
-    cdef size_t bs = <size_t>block_size
-    cdef int err
-    if not PyBytes_CheckExact(chunk):
-        raise TypeError("read_chunk fills a bytes object from ChunkAllocator.take")
-    if block_size <= 0 or offset < 0:
-        raise ValueError("block_size must be positive and offset not negative")
-    dst = PyBytes_AS_STRING(chunk)
-    n = <size_t>PyBytes_GET_SIZE(chunk)
-    cdef Py_buffer given
-    cdef _Bounce b
-    if bounce is not None:
-        PyObject_GetBuffer(bounce, &given, PyBUF_WRITABLE)
-        b.buf, b.size, b.owned = <char *>given.buf, <size_t>given.len, False
-    else:
-        _take_spare(&b)
+    return _read_into(fd, None, chunk, offset, block_size, path, bounce)
+
+
+def split_range(off_t start, Py_ssize_t length, Py_ssize_t grain):
+    """Fresh, unfilled ``(lead, rest)`` for reading ``[start, start + length)`` in one call.
+
+    A ``bytes`` object's address is malloc's choice, and O_DIRECT reads straight into memory
+    only where its address and the device offset agree modulo the alignment. So ``rest`` is
+    made first, and ``lead`` (fewer than ``grain`` bytes) takes the range's first bytes up to
+    where ``rest``'s address says it should start. ``lead`` is None when ``rest`` already
+    agrees (or the range is too short to gain): ``rest`` is then the whole range. Fill both
+    with ``read_split`` before anyone else sees them.
+    """
+    cdef PyObject *rest
+    cdef Py_ssize_t k
+    cdef object lead = None, result
+    if length <= 0 or grain <= 0 or start < 0:
+        raise ValueError("length and grain must be positive and start not negative")
+    rest = _new_chunk(length)
     try:
-        with nogil:
-            if bs == 1:
-                err = _pread_all(fd, dst, n, offset, &got)
-            else:
-                err = _fill_direct(fd, dst, n, offset, bs, &got)
-                if err == -1 or err == EINVAL:
-                    err = _fill_bounce(fd, dst, n, offset, bs, &b, &got)
+        k = <Py_ssize_t>((_skew(rest, <size_t>grain) + <size_t>grain
+                          - <size_t>(start % grain)) % <size_t>grain)
+        if 0 < k and k + grain <= length:
+            # The only reference is ours: shrinking it keeps the address (see take).
+            _PyBytes_Resize(&rest, length - k)
+            lead = PyBytes_FromStringAndSize(NULL, k)
+        result = (lead, <object>rest)
     finally:
-        if bounce is not None:
-            PyBuffer_Release(&given)
-        _put_spare(&b)
-    if err:
-        raise _os_error(err, path)
-    if got < n:
-        raise EOFError(f"{path}: short read at offset {offset + <off_t>got}")
-    return chunk
+        Py_XDECREF(rest)
+    return result
+
+
+def read_split(int fd, object lead, object rest, off_t offset, Py_ssize_t block_size,
+               object path, object bounce=None):
+    """Fill ``split_range``'s ``(lead, rest)`` with the range starting at ``offset``: one
+    ``preadv`` where the device takes ``rest``'s alignment, the lead's bytes through the
+    bounce buffer of ``rest``'s first block.
+
+    :returns: ``(lead, rest)``, now immutable ``bytes`` (``lead`` may be None).
+    :raises EOFError: the file ends inside the range.
+    :raises OSError: with the errno and ``path`` as filename.
+    """
+    cdef Py_ssize_t ln = 0
+    if lead is not None:
+        if not PyBytes_CheckExact(lead):
+            raise TypeError("read_split fills the bytes objects of split_range")
+        ln = PyBytes_GET_SIZE(lead)
+    _read_into(fd, lead, rest, offset + ln, block_size, path, bounce)
+    return lead, rest

@@ -43,3 +43,13 @@ class ChunkAllocator:
 def read_chunk(
     fd: int, chunk: bytes, offset: int, block_size: int, path: str, bounce: Buffer | None = None
 ) -> bytes: ...
+def split_range(start: int, length: int, grain: int) -> tuple[bytes | None, bytes]: ...
+def read_split(
+    fd: int,
+    lead: bytes | None,
+    rest: bytes,
+    offset: int,
+    block_size: int,
+    path: str,
+    bounce: Buffer | None = None,
+) -> tuple[bytes | None, bytes]: ...

@@ -30,6 +30,8 @@ __all__ = [
     "pread_full",
     "pwrite_full",
     "read_chunk",
+    "read_split",
+    "split_range",
 ]
 
 CORE_NAME = "python"
@@ -207,3 +209,30 @@ def read_chunk(
     finally:
         if own:
             buf.close()
+
+
+def split_range(start: int, length: int, grain: int) -> tuple[None, _Unfilled]:
+    """``(lead, rest)`` for reading ``[start, start + length)`` in one call: here always
+    ``(None, whole range)``, since every chunk is copied anyway (the compiled twin splits off
+    a lead so that the rest can be read without a copy)."""
+    if length <= 0 or grain <= 0 or start < 0:
+        raise ValueError("length and grain must be positive and start not negative")
+    return None, _Unfilled(length)
+
+
+def read_split(
+    fd: int,
+    lead: _Unfilled | None,
+    rest: _Unfilled,
+    offset: int,
+    block_size: int,
+    path: str,
+    bounce: AlignedBuffer | None = None,
+) -> tuple[bytes | None, bytes]:
+    """``split_range``'s pieces filled with the range starting at ``offset``, in one read."""
+    if lead is None:
+        return None, read_chunk(fd, rest, offset, block_size, path, bounce)
+    if not isinstance(lead, _Unfilled):
+        raise TypeError("read_split fills the chunks of split_range")
+    both = read_chunk(fd, _Unfilled(lead.nbytes + len(rest)), offset, block_size, path, bounce)
+    return both[: lead.nbytes], both[lead.nbytes :]

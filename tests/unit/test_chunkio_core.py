@@ -301,6 +301,70 @@ def test_chunks_after_a_non_exact_one_are_aligned_for_direct_reads(
     assert b"".join(c for _, c in chunks) == data[3 : pos + 1000]
 
 
+@pytest.mark.parametrize("offset", [0, 1, 13, 511, 4095, 4096, 4097, 1_000_003])
+@pytest.mark.parametrize("length", [3 * PAGE, 70_001, units.Mi])
+def test_split_range_reads_any_range_in_two_pieces(
+    mod: ModuleType, image: tuple[int, str, bytes], offset: int, length: int
+) -> None:
+    fd, path, data = image
+    lead, rest = mod.split_range(offset, length, PAGE)
+    lead, rest = mod.read_split(fd, lead, rest, offset, 4096, path)
+    assert type(rest) is bytes and (lead is None or type(lead) is bytes)
+    got = (lead or b"") + rest
+    assert got == data[offset : offset + length]
+    assert lead is None or 0 < len(lead) < PAGE
+
+
+def test_split_range_puts_the_bulk_where_a_direct_read_fills_it(
+    image: tuple[int, str, bytes],
+) -> None:
+    """The compiled core makes the rest first and gives the lead the bytes up to where the
+    rest's address meets the device offset modulo the page: the device reads the rest in place
+    (the lead and the partial blocks come from a bounce buffer in the same preadv)."""
+    if "compiled" not in chunkio.available_cores():
+        pytest.skip("compiled core not built")
+    mod = chunkio.get_copier("compiled").core
+    fd, path, data = image
+    for offset in range(1, 40_000, 997):
+        lead, rest = mod.split_range(offset, units.Mi, PAGE)
+        start = offset + (len(lead) if lead is not None else 0)
+        assert (_data_address(rest) - start) % PAGE == 0, offset
+        lead, rest = mod.read_split(fd, lead, rest, offset, 4096, path)
+        assert (lead or b"") + rest == data[offset : offset + units.Mi]
+
+
+def test_split_range_leaves_short_and_buffered_ranges_whole(
+    mod: ModuleType, image: tuple[int, str, bytes]
+) -> None:
+    fd, path, data = image
+    for offset, length in ((5, 1), (4000, PAGE + 1)):  # too short to gain from a split
+        lead, rest = mod.split_range(offset, length, PAGE)
+        assert lead is None and len(rest) == length
+        assert mod.read_split(fd, lead, rest, offset, 4096, path) == (None, data[offset:][:length])
+    buffered = os.open(path, os.O_RDONLY)
+    try:
+        lead, rest = mod.split_range(77, 100_000, 1)  # grain 1: every address agrees
+        assert lead is None
+        assert mod.read_split(buffered, lead, rest, 77, 1, path)[1] == data[77 : 77 + 100_000]
+    finally:
+        os.close(buffered)
+
+
+def test_read_split_past_the_end_and_wrong_objects(
+    mod: ModuleType, image: tuple[int, str, bytes]
+) -> None:
+    fd, path, data = image
+    for offset in (len(data) - 10, len(data) - 70_000, len(data)):
+        lead, rest = mod.split_range(offset, 80_000, PAGE)
+        with pytest.raises(EOFError, match="short read"):
+            mod.read_split(fd, lead, rest, offset, 4096, path)
+    with pytest.raises(TypeError):
+        mod.read_split(fd, bytearray(3), mod.split_range(0, 5, PAGE)[1], 0, 4096, path)
+    for bad in ((0, 0, PAGE), (0, 10, 0), (-1, 10, PAGE)):
+        with pytest.raises(ValueError):
+            mod.split_range(*bad)
+
+
 def test_read_chunk_past_the_end_is_eoferror(
     mod: ModuleType, image: tuple[int, str, bytes]
 ) -> None:

@@ -3,7 +3,9 @@
 Each chunk is a ``bytes`` object of its own that the device reads into directly (the compiled
 core; ``ChunkAllocator`` sizes chunks so that their memory suits O_DIRECT), so a chunk costs
 no copy, no page faults on a fresh buffer and one hand-off each way. A range that fits one
-chunk is read on the calling thread: no threads to start for a small ranged read.
+chunk is read on the calling thread: no threads to start for a small ranged read; it comes as
+a lead of less than a page and the rest (``split_range``), so that even a range at an odd byte
+offset is read without copying its bulk.
 
 ``ReadPipeline`` mirrors the write side's ``WritePipeline``: the threads of one call, as a
 context manager that stops and joins them whatever happened. ``Reader`` mirrors ``Writer``:
@@ -147,17 +149,28 @@ class Reader:
                 )
             if self.length == 0:
                 return
-            chunks = _Chunks(self.core, self.offset, end, buffer_size)
             if self.length <= buffer_size:
-                chunk, pos = chunks.next()
-                yield self.core.read_chunk(
-                    target.fd, chunk, pos, target.read_alignment, target.path
-                )
+                yield from self._read_whole(target)
                 return
+            chunks = _Chunks(self.core, self.offset, end, buffer_size)
             with ReadPipeline(self.core, target, buffer_size, depth) as pipe:
                 yield from self._loop(pipe, chunks)
         finally:
             target.close()
+
+    def _read_whole(self, target: Target) -> Iterator[bytes]:
+        """A range that fits one buffer, in one read on the calling thread: a lead of less
+        than a page (copied) and the rest read straight into its ``bytes`` (no copy)."""
+        alignment = target.read_alignment
+        grain = self.core.PAGE_SIZE if alignment > 1 else 1  # buffered: nothing to align
+        lead, rest = self.core.split_range(self.offset, self.length, grain)
+        lead, rest = self.core.read_split(
+            target.fd, lead, rest, self.offset, alignment, target.path
+        )
+        if lead is not None:
+            yield lead
+        del lead
+        yield rest
 
     def _loop(self, pipe: ReadPipeline, chunks: _Chunks) -> Iterator[bytes]:
         while chunks and (worker := pipe.start_worker()) is not None:
