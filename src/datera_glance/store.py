@@ -474,7 +474,7 @@ class Store(driver.Store):
     :param client_factory: builds the EDF client from a ``ClientConfig``.
     :param timer: schedules the end of lingering attachments (tests fire it by hand).
     :param judge: decides whether another upload of an image is still live (tests give it a
-        clock); default ``upload_state.Judge`` with ``upload_state.DEFAULT_MAX_AGE``.
+        clock); default ``upload_state.Judge`` with ``upload_state.REPLACE_MAX_AGE``.
     """
 
     _CAPABILITIES = (
@@ -498,7 +498,7 @@ class Store(driver.Store):
     ) -> None:
         super().__init__(conf, backend=backend)
         self._timer = timer
-        self._judge = judge or upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
+        self._judge = judge or upload_state.Judge(max_age=upload_state.REPLACE_MAX_AGE)
         self._copier = copier
         self._connector_factory = connector_factory
         self._executor = executor

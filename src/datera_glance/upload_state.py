@@ -38,8 +38,13 @@ MULTIHASH = "multihash"
 #: Seconds between heartbeats; far below ``DEFAULT_MAX_AGE``.
 HEARTBEAT_INTERVAL = 60.0
 #: Another host's upload without a heartbeat for this long is dead: ``gc``'s default
-#: ``--older-than`` and the limit ``Store.add`` uses before it replaces an app instance.
+#: ``--older-than`` (deleting is for good, so gc waits long).
 DEFAULT_MAX_AGE = 3600.0
+#: The limit ``Store.add`` uses before it replaces another host's incomplete upload of the
+#: same image: five missed heartbeats. An upload that cannot reach the cluster for that long
+#: has failed in all but name, and a longer wait would refuse every retry of the image (glance
+#: answers 500) for as long.
+REPLACE_MAX_AGE = 5 * HEARTBEAT_INTERVAL
 
 Clock = Callable[[], float]
 

@@ -36,7 +36,7 @@ from tests.plugins.store import make_conf
 
 NOW = 1_800_000_000.0
 OTHER_HOST = "glance-api-2.example.org"
-MAX_AGE = upload_state.DEFAULT_MAX_AGE
+MAX_AGE = upload_state.REPLACE_MAX_AGE
 
 
 @pytest.fixture
@@ -158,7 +158,10 @@ def test_an_upload_of_another_process_on_this_host_is_kept_until_it_is_gone(
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        ({upload_state.HOST: OTHER_HOST}, f"last heartbeat from {OTHER_HOST} 3660 s ago"),
+        (
+            {upload_state.HOST: OTHER_HOST},
+            f"last heartbeat from {OTHER_HOST} {MAX_AGE + 60:.0f} s ago",
+        ),
         ({}, f"the upload of process {os.getpid()} on this host (this one) has ended"),
     ],
     ids=["another-host-stale-heartbeat", "this-process-ended"],
