@@ -321,6 +321,27 @@ cdef PyObject *_new_chunk(Py_ssize_t n) except NULL:
     return <PyObject *>chunk
 
 
+cdef extern from "Python.h":
+    void Py_SET_SIZE(PyObject *ob, Py_ssize_t size)
+
+
+cdef int _shorten(PyObject **chunk, Py_ssize_t n, Py_ssize_t slack) except -1:
+    """Make a fresh chunk (ours alone) ``n`` bytes long, keeping its address.
+
+    By less than ``slack`` through its size field only: its memory stays one whole
+    allocation, so once freed it fits the next chunk of the original size. Shrinking with
+    realloc there leaves a hole a few bytes too small for the next chunk and a remainder
+    that a small allocation then pins, and the heap grew by a chunk every few reads.
+    By more (the last chunk of a range), through realloc, which returns the rest.
+    """
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(<object>chunk[0])
+    if size - n < slack:
+        Py_SET_SIZE(chunk[0], n)
+        PyBytes_AS_STRING(<object>chunk[0])[n] = 0  # bytes keep a NUL after their data
+        return 0
+    return _PyBytes_Resize(chunk, n)
+
+
 cdef inline size_t _skew(PyObject *chunk, size_t grain) noexcept:
     return (<uintptr_t>PyBytes_AS_STRING(<object>chunk)) % grain
 
@@ -374,9 +395,8 @@ cdef class ChunkAllocator:
                 if shift < length:
                     n = length - shift
             if PyBytes_GET_SIZE(<object>chunk) != n:
-                # The only reference is ours: resizing a fresh bytes object is allowed, and
-                # glibc shrinks in place, so the address (and its alignment) stays.
-                _PyBytes_Resize(&chunk, n)
+                # The only reference is ours: shortening a fresh bytes object is allowed.
+                _shorten(&chunk, n, <Py_ssize_t>self.grain)
             result = <object>chunk
         finally:
             Py_XDECREF(chunk)
@@ -633,8 +653,8 @@ def split_range(off_t start, Py_ssize_t length, Py_ssize_t grain):
         k = <Py_ssize_t>((_skew(rest, <size_t>grain) + <size_t>grain
                           - <size_t>(start % grain)) % <size_t>grain)
         if 0 < k and k + grain <= length:
-            # The only reference is ours: shrinking it keeps the address (see take).
-            _PyBytes_Resize(&rest, length - k)
+            # The only reference is ours: shortening it keeps the address (see take).
+            _shorten(&rest, length - k, grain)
             lead = PyBytes_FromStringAndSize(NULL, k)
         result = (lead, <object>rest)
     finally:
