@@ -614,3 +614,20 @@ def test_two_copies_at_once(core: chunkio.Copier, tmp_path: Path) -> None:
         t.join()
     for i in range(2):
         assert results[i] == (len(datas[i]), hashlib.md5(datas[i]).hexdigest(), datas[i])
+
+
+def test_the_store_on_the_compiled_core_does_not_load_the_python_twin() -> None:
+    """The twin needs numpy: a glance-api worker that imports the store must not load numpy
+    (tens of MiB and OpenBLAS's thread pool per worker) for a core it does not use."""
+    if "compiled" not in chunkio.available_cores():
+        pytest.skip("compiled core not built")
+    probe = (
+        "import sys, datera_glance.store, datera_glance.chunkio as c\n"
+        "assert c.CORE == 'compiled', c.CORE\n"
+        "print(sorted(m for m in ('numpy', 'datera_glance._chunkio_py') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATERA_GLANCE_NO_EXTENSIONS"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, env=env
+    )
+    assert out.stdout.strip() == "[]"

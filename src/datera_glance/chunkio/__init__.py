@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from oslo_utils import units
 
-from datera_glance import _chunkio_py
 from datera_glance.chunkio._device import check_buffer_args
 from datera_glance.chunkio._read import Reader
 from datera_glance.chunkio._write import Updatable, Writer
@@ -181,7 +180,9 @@ def get_copier(core: str | None = None) -> Copier:
             raise ImportError(f"the compiled copier core is not available: {_compiled_error}")
         module: ModuleType = _compiled
     elif name == "python":
-        module = _chunkio_py
+        # Imported on demand: the twin needs numpy, which a glance-api worker on the compiled
+        # core would otherwise load (and start OpenBLAS's thread pool) for nothing.
+        module = importlib.import_module("datera_glance._chunkio_py")
     else:
         raise ValueError(f"unknown copier core {name!r} (compiled or python)")
     copier = _copiers[name] = Copier(module)
