@@ -427,32 +427,48 @@ def _lookup_targets(doc: dict[str, Any]) -> list[Target]:
     return targets
 
 
+def _at_most(
+    name: str,
+    wanted: str,
+    value: float,
+    threshold: float,
+    detail: str,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> Target:
+    """A target met when ``value`` is at most ``threshold``."""
+    return Target(
+        name=name,
+        wanted=wanted,
+        ratio=value,
+        lo=lo,
+        hi=hi,
+        threshold=threshold,
+        higher_is_better=False,
+        detail=detail,
+    )
+
+
 def _growth_targets(doc: dict[str, Any]) -> list[Target]:
     """Issue 15, part 3: the final volume is the smallest whole GiB; what the resizes cost."""
     out = []
     for r in doc.get("growth", []):
         out.append(
-            Target(
-                name=f"final volume of a {r['gib']} GiB upload of unknown size",
-                wanted="the smallest whole GiB that holds the image (final / smallest)",
-                ratio=r["final_gib"] / r["smallest_gib"],
-                lo=None,
-                hi=None,
-                threshold=1.0,
-                higher_is_better=False,
-                detail=f"{r['final_gib']} GiB for {r['bytes']} bytes, {r['resizes']} resizes",
+            _at_most(
+                f"final volume of a {r['gib']} GiB upload of unknown size",
+                "the smallest whole GiB that holds the image (final / smallest)",
+                r["final_gib"] / r["smallest_gib"],
+                1.0,
+                f"{r['final_gib']} GiB for {r['bytes']} bytes, {r['resizes']} resizes",
             )
         )
         out.append(
-            Target(
-                name=f"time in resizes, {r['gib']} GiB of unknown size",
-                wanted="detach, offline, resize, online, attach as a share of the upload",
-                ratio=r["share"],
-                lo=None,
-                hi=None,
-                threshold=growth_probe.MAX_SHARE,
-                higher_is_better=False,
-                detail=f"{r['resize_s']:.2f} s of {r['upload_s']:.1f} s, "
+            _at_most(
+                f"time in resizes, {r['gib']} GiB of unknown size",
+                "detach, offline, resize, online, attach as a share of the upload",
+                r["share"],
+                growth_probe.MAX_SHARE,
+                f"{r['resize_s']:.2f} s of {r['upload_s']:.1f} s, "
                 f"{r['per_resize_ms']:.0f} ms per resize; {r['data']}",
             )
         )
@@ -466,26 +482,22 @@ def _linger_targets(doc: dict[str, Any]) -> list[Target]:
         return []
     warm, cold, b2b = linger["get ttfb lingering"], linger["get ttfb cold"], linger["back_to_back"]
     return [
-        Target(
-            name="time to first byte, lingering attachment (ms)",
-            wanted="a 1 MiB ranged get's first chunk with the attachment lingering",
-            ratio=warm["median_ms"],
+        _at_most(
+            "time to first byte, lingering attachment (ms)",
+            "a 1 MiB ranged get's first chunk with the attachment lingering",
+            warm["median_ms"],
+            linger_probe.TTFB_TARGET_MS,
+            f"{warm['rest_calls']} REST calls; cold (linger 0): {cold['median_ms']:.1f} ms, "
+            f"{cold['rest_calls']} REST calls",
             lo=warm["min_ms"],
             hi=warm["max_ms"],
-            threshold=linger_probe.TTFB_TARGET_MS,
-            higher_is_better=False,
-            detail=f"{warm['rest_calls']} REST calls; cold (linger 0): {cold['median_ms']:.1f}"
-            f" ms, {cold['rest_calls']} REST calls",
         ),
-        Target(
-            name=f"attaches for {b2b['gets']} back-to-back gets of one image",
-            wanted="one attach, the attachment lingering between the gets",
-            ratio=b2b["attaches"],
-            lo=None,
-            hi=None,
-            threshold=1.0,
-            higher_is_better=False,
-            detail="os-brick connect_volume calls counted",
+        _at_most(
+            f"attaches for {b2b['gets']} back-to-back gets of one image",
+            "one attach, the attachment lingering between the gets",
+            b2b["attaches"],
+            1.0,
+            "os-brick connect_volume calls counted",
         ),
     ]
 
