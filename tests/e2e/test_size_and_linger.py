@@ -23,6 +23,7 @@ from tests.plugins.glance import (
     attach_users,
     crashed,
     digests,
+    finished_requests,
     pattern_stream,
     payload,
     started,
@@ -88,6 +89,12 @@ def test_shutdown_ends_lingers_and_a_restart_sweeps_what_a_crash_left(
     ranged_reads(glance, image_id, data, 4)
     wait_until(lambda: not attach_users(glance_api, image_id), what="the last reader to go")
     assert records(glance_api, image_id)
+    # uwsgi runs no exit hook in a worker still busy with a request (uwsgi_python_atexit in
+    # uwsgi's python plugin), and the last reader releases before uwsgi has finished with it.
+    wait_until(
+        lambda: finished_requests(glance_api, f"/v2/images/{image_id}/file") == 4,
+        what="uwsgi to finish the reads",
+    )
     stopped(glance_api)  # SIGTERM: uwsgi stops its workers, whose exit hook detaches
     assert records(glance_api, image_id) == []
     started(glance_api)

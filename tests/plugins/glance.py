@@ -128,6 +128,14 @@ def attach_users(api: GlanceApi, image_id: str) -> list[str]:
     return users
 
 
+def finished_requests(api: GlanceApi, path: str) -> int:
+    """GET requests for ``path`` uwsgi has finished, by its request log: uwsgi logs a request
+    after closing its connection, just before it marks the worker idle again
+    (``uwsgi_close_request``); the response's close, where the store releases an attachment,
+    comes before both."""
+    return api.uwsgi_log.read_text(errors="replace").count(f"GET {path} => generated")
+
+
 # ---- stopping and starting glance-api ----------------------------------------------------
 #
 # glance-api restarts on its port: the tests' clients keep its URL. uwsgi binds it with
