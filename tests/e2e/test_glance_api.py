@@ -26,6 +26,7 @@ from tests.plugins.glance import (
     digests,
     pattern_stream,
     payload,
+    restarted,
     wait_until,
 )
 
@@ -312,7 +313,7 @@ def test_images_survive_a_glance_api_restart(
     image_id = images.create("restart")
     assert glance.upload(image_id, data, size=len(data)).status == 204
     old_pids = set(glance_api.pids())
-    glance_api.restart()
+    restarted(glance_api)
     assert not old_pids & set(glance_api.pids())
     md5, sha = hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest()
     assert_stored(glance, e2e_cluster, image_id, md5, sha, len(data))

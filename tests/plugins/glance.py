@@ -8,14 +8,18 @@ directly (``e2e_cluster.state()``); glance-api reaches it over HTTP like a real 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import random
+import signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +83,27 @@ def app_instance(cluster: Simulator, image_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+def scaled(seconds: float) -> float:
+    """A deadline of ``seconds`` on an idle machine, stretched by the load (the 1-minute load
+    average per CPU, when above 1): glance-api competes for the CPUs with whatever else runs."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * max(1.0, load)
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` until true; fail after ``scaled(timeout)`` seconds, saying what was
+    awaited and (``explain``) what the state is then."""
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            detail = f": {explain()}" if explain else ""
+            raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}{detail}")
         time.sleep(0.2)
 
 
@@ -106,6 +126,146 @@ def attach_users(api: GlanceApi, image_id: str) -> list[str]:
     for record in api.lock_dir.glob(f"datera-glance-attach-*-{image_id}.json"):
         users += json.loads(record.read_text()).get("users", [])
     return users
+
+
+def finished_requests(api: GlanceApi, path: str) -> int:
+    """GET requests for ``path`` uwsgi has finished, by its request log: uwsgi logs a request
+    after closing its connection, just before it marks the worker idle again
+    (``uwsgi_close_request``); the response's close, where the store releases an attachment,
+    comes before both."""
+    return api.uwsgi_log.read_text(errors="replace").count(f"GET {path} => generated")
+
+
+# ---- stopping and starting glance-api ----------------------------------------------------
+#
+# glance-api restarts on its port: the tests' clients keep its URL. uwsgi binds it with
+# SO_REUSEADDR, so the TIME_WAIT its own connections leave does not stop it; a socket anyone
+# else has on the port does, even a client's in TIME_WAIT. Hence the port is chosen below the
+# kernel's ephemeral range (no outgoing connection of this machine is given it while
+# glance-api is down), and a restart waits until every process of the old glance-api is gone
+# and the port binds, failing with what holds them if that does not happen.
+
+
+def bindable(port: int) -> bool:
+    """Whether uwsgi could bind 127.0.0.1:``port`` now (it sets SO_REUSEADDR too)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def listen_port() -> int:
+    """A port on 127.0.0.1 free now and below ``net.ipv4.ip_local_port_range``."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(max(1024, low - 16384), low))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        if bindable(port):
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 below the ephemeral range (from {low})")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name (state, ppid, pgrp, ...), None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _describe(pid: int) -> str:
+    fields = _stat(pid)
+    if fields is None:
+        return f"{pid} (gone)"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        cmd = ""
+    return f"{pid} (state {fields[0]}, parent {fields[1]}) {cmd[:120]}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that exist now, zombies included."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def port_holders(port: int) -> str:
+    """The sockets on 127.0.0.1:``port`` (from /proc/net/tcp) and the processes that own them."""
+    states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+    sockets: dict[str, str] = {}  # inode -> state
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            sockets.setdefault(fields[9], states.get(fields[3], f"state {fields[3]}"))
+    owners: dict[str, list[str]] = {inode: [] for inode in sockets}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{entry}/fd/{fd}")
+                    if link[8:-1] in owners and link.startswith("socket:["):
+                        owners[link[8:-1]].append(_describe(int(entry)))
+    held = [
+        f"{state} held by {', '.join(owners[inode]) or 'no process (the kernel)'}"
+        for inode, state in sockets.items()
+    ]
+    return "; ".join(held) or "no socket (bind fails for another reason)"
+
+
+def _gone(api: GlanceApi, pgid: int) -> None:
+    """Wait until every process of glance-api's group is reaped (a zombie still counts as a
+    process to this host: ``kill(pid, 0)`` succeeds on it) and its port binds again."""
+    wait_until(
+        lambda: not group_members(pgid),
+        what=f"the processes of glance-api (group {pgid}) to be reaped",
+        explain=lambda: "; ".join(_describe(pid) for pid in group_members(pgid)),
+    )
+    wait_until(
+        lambda: bindable(api.port),
+        what=f"glance-api's port {api.port} to be free",
+        explain=lambda: port_holders(api.port),
+    )
+
+
+def stopped(api: GlanceApi) -> None:
+    """Stop glance-api (SIGTERM: uwsgi stops its workers and their exit hooks run) and wait
+    until it is entirely gone."""
+    pgid = api.pid
+    assert pgid is not None, "glance-api is not running"
+    api.stop(timeout=scaled(30))
+    _gone(api, pgid)
+
+
+def crashed(api: GlanceApi) -> None:
+    """Kill every process of glance-api at once (SIGKILL: no exit hook runs) and wait until
+    they are gone. On a host with a real init (systemd, a container's init) a crashed
+    service's orphans are reaped at once; the pid 1 of some sandboxes reaps them only seconds
+    later, and a start meanwhile would see them as alive."""
+    pgid = api.pid
+    assert pgid is not None, "glance-api is not running"
+    os.killpg(pgid, signal.SIGKILL)
+    api.stop()  # reaps the master, which was ours
+    _gone(api, pgid)
+
+
+def started(api: GlanceApi) -> None:
+    """Start glance-api and wait until it answers (its workers have loaded the app)."""
+    api.start(timeout=scaled(120))
+
+
+def restarted(api: GlanceApi) -> None:
+    stopped(api)
+    started(api)
 
 
 # ---- fixtures --------------------------------------------------------------------------
@@ -157,6 +317,7 @@ def e2e_glance_api(
     return GlanceApi(
         venv,
         base,
+        port=listen_port(),
         store_options=store_options,
         database_url=postgres.url,
         processes=2,
