@@ -346,7 +346,8 @@ Reads of one image that follow each other within this time (instances booting on
 another from the same image) attach the volume once instead of paying an iSCSI login and
 logout each. The count of readers is shared by every glance-api process of the host.
 Deleting the image detaches a lingering attachment first; glance-api's shutdown detaches
-every one, and after a crash the next start of glance-api detaches what was left.
+those of its idle workers (uwsgi skips the exit hooks of a worker busy with a request), and
+the next start of glance-api detaches whatever a crash or a busy worker left.
 
 Possible values:
     * 0: detach as soon as the last reader is done

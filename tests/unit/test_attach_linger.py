@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -233,6 +234,44 @@ def test_sweep_detaches_what_a_dead_reader_held(host: Host) -> None:
     assert len(host.make().sweep()) == 1
     assert len(host.conn.disconnects) == 1
     assert host.records() == []
+
+
+def _zombie(body: Callable[[], object]) -> int:
+    """A forked child that runs ``body`` and exits, left unreaped (a zombie) until the caller
+    waits for it: what glance-api's killed workers are until init reaps them."""
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            body()
+        finally:
+            os._exit(0)
+    for _ in range(3000):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            if f.read().rpartition(")")[2].split()[0] == "Z":
+                return pid
+        time.sleep(0.01)
+    raise AssertionError(f"child {pid} did not exit")
+
+
+@pytest.mark.parametrize("left", ["reader", "linger"])
+def test_sweep_takes_a_dead_but_unreaped_process_for_dead(host: Host, left: str) -> None:
+    """``kill(pid, 0)`` succeeds on a zombie; after a crash of glance-api its workers stay
+    zombies until init reaps them (1-2 s on the CI machine), which is when the restarted
+    workers sweep: an unexpired linger (or a reader) of a zombie must not count as alive."""
+    ai = host.ai()
+
+    def attach_then_exit() -> None:
+        attachment = host.attacher.attach(ai)
+        if left == "linger":
+            attachment.close()  # lingers for 30 s by the shared clock
+
+    pid = _zombie(attach_then_exit)
+    try:
+        assert len(host.make().sweep()) == 1
+        assert len(host.conn.disconnects) == 1
+        assert host.records() == []
+    finally:
+        os.waitpid(pid, 0)
 
 
 def test_records_of_an_earlier_boot_are_dropped_not_disconnected(host: Host) -> None:
