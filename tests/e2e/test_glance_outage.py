@@ -21,7 +21,7 @@ from oslo_utils import units
 from datera_glance.demo.glance_client import GlanceClient
 from datera_glance.demo.glance_env import GlanceVenv, PostgreSQL
 from datera_glance.simulator import Simulator
-from tests.plugins.glance import app_instance, e2e_glance_api, payload, wait_until
+from tests.plugins.glance import app_instance, e2e_glance_api, listen_port, payload, wait_until
 from tests.plugins.simulator import loop_devices_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
@@ -32,7 +32,9 @@ class Cluster:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.sim = Simulator(data_dir, media="loop")
+        # Below the ephemeral range: while the cluster is down, no client socket of this
+        # machine can be given its port (tests/plugins/glance.py, listen_port).
+        self.sim = Simulator(data_dir, media="loop", port=listen_port())
         self.sim.start()
         self.host, self.port = self.sim.host, self.sim.port
 
