@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from oslo_concurrency import lockutils
 from oslo_utils import strutils
 
+from datera_glance.host import boot_id, running
+
 if TYPE_CHECKING:
     from datera_glance.edf import EdfClient, models
 
@@ -117,15 +119,6 @@ def thread_timer(delay: float, callback: Callable[[], None]) -> Timer:
     timer.daemon = True
     timer.start()
     return timer
-
-
-def boot_id() -> str:
-    """This boot of the host: records from an earlier boot describe devices that are gone."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 _privsep_lock = threading.Lock()
@@ -617,7 +610,7 @@ class Attacher:
             LOG.warning("Ignoring attach record %s: %s", self._state_file(key), e)
             return {}
         # A worker that died while holding the device must not keep it attached forever.
-        state["users"] = [u for u in state["users"] if _alive(int(u.split(":")[0]))]
+        state["users"] = [u for u in state["users"] if running(int(u.split(":")[0]))]
         return state
 
     def _save(self, key: str, state: dict[str, Any]) -> None:
@@ -701,7 +694,7 @@ class _Lingers:
             return False
         return (
             linger.get("boot") == self.boot
-            and _alive(int(linger.get("pid", 0)))
+            and running(int(linger.get("pid", 0)))
             and float(linger.get("until", 0.0)) > self._clock()
         )
 
@@ -714,23 +707,3 @@ def _close_at_exit(
     if lingers is not None and end is not None:
         for key, linger_id in lingers.take_all():
             end(key, linger_id)
-
-
-def _alive(pid: int) -> bool:
-    """Is process ``pid`` running? A zombie is not: ``kill(pid, 0)`` succeeds on one, and the
-    workers of a crashed glance-api stay zombies until init reaps them, which can be after the
-    restarted workers have swept (1-2 s measured)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return not os.path.isdir("/proc/self")  # no procfs: trust kill
-    # The command name (field 2) may hold spaces and parentheses: the state follows the last ")".
-    state = stat.rpartition(")")[2].split()[:1]
-    return state not in (["Z"], ["X"])

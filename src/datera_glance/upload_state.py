@@ -19,12 +19,13 @@ import contextlib
 import datetime
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from datera_glance.host import host_name, process_start
 
 LOG = logging.getLogger(__name__)
 
@@ -90,26 +91,6 @@ def parse_timestamp(text: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
-
-
-def process_start(pid: int) -> str | None:
-    """An identity of process ``pid`` that a later process with the same pid does not share:
-    the boot id and the start time in clock ticks (``/proc/PID/stat`` field 22); None if
-    there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            boot = f.read().strip()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
-    fields = stat.rpartition(")")[2].split()
-    return f"{boot}/{fields[19]}" if len(fields) > 19 else None
-
-
-def host_name() -> str:
-    return socket.gethostname()
 
 
 def multihash_metadata(algo: str, hexdigest: str) -> dict[str, str]:
