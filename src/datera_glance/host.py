@@ -59,9 +59,9 @@ def running(pid: int) -> bool:
 def process_start(pid: int) -> str | None:
     """An identity of process ``pid`` that a later process with the same pid does not share:
     the boot id and the start time in clock ticks (``/proc/PID/stat`` field 22); None if
-    there is no such process."""
+    there is no such process or it has exited (a zombie, as for ``running``)."""
     fields = _stat(pid)
     boot = boot_id()
-    if fields is None or len(fields) <= 19 or not boot:
+    if fields is None or len(fields) <= 19 or fields[0] in _EXITED or not boot:
         return None
     return f"{boot}/{fields[19]}"

@@ -64,6 +64,30 @@ def test_process_start_tells_a_later_process_apart() -> None:
     assert us.process_start(2**22 + 1) is None  # above pid_max's default: no such process
 
 
+def test_an_exited_but_unreaped_upload_process_is_gone() -> None:
+    """A killed glance-api worker is a zombie until init reaps it; ``kill(pid, 0)`` and
+    ``/proc/PID/stat`` both still answer. Its upload is dead, the same answer the attach
+    records get (datera_glance.host.running)."""
+    with subprocess.Popen(["sleep", "30"]) as child:
+        try:
+            started = us.process_start(child.pid)
+            record = us.UploadRecord(us.host_name(), child.pid, started or "", None, None)
+            judge = us.Judge(max_age=3600)
+            assert started and judge.live(record)[0]
+            os.kill(child.pid, 9)
+            for _ in range(3000):  # not waited for: a zombie
+                with open(f"/proc/{child.pid}/stat", encoding="ascii") as f:
+                    if f.read().rpartition(")")[2].split()[0] == "Z":
+                        break
+                threading.Event().wait(0.01)
+            else:
+                raise AssertionError("the child did not exit")
+            assert us.process_start(child.pid) is None
+            assert judge.live(record) == (False, f"process {child.pid} on this host is gone")
+        finally:
+            child.kill()
+
+
 def test_judge_this_host_by_process() -> None:
     judge = us.Judge(max_age=3600, this_host="here", identify={1: "boot/5"}.get)
     alive = us.UploadRecord("here", 1, "boot/5", None, None)
