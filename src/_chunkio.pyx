@@ -403,22 +403,6 @@ cdef class ChunkAllocator:
         return result
 
 
-cdef int _pread_all(int fd, char *buf, size_t length, off_t offset, size_t *done) noexcept nogil:
-    """pread until ``length`` bytes or end of file; 0 or an errno. ``done``: bytes read."""
-    cdef ssize_t n
-    done[0] = 0
-    while done[0] < length:
-        n = c_pread(fd, buf + done[0], length - done[0], offset + <off_t>done[0])
-        if n < 0:
-            if errno == EINTR:
-                continue
-            return errno
-        if n == 0:
-            break
-        done[0] += <size_t>n
-    return 0
-
-
 cdef int _preadv_all(int fd, iovec *iov, int count, off_t offset, size_t *done) noexcept nogil:
     """preadv until every segment is full or end of file; 0 or an errno."""
     cdef ssize_t n
@@ -442,6 +426,14 @@ cdef int _preadv_all(int fd, iovec *iov, int count, off_t offset, size_t *done) 
             iov[i].iov_base = <char *>iov[i].iov_base + left
             iov[i].iov_len -= left
     return 0
+
+
+cdef int _pread_all(int fd, char *buf, size_t length, off_t offset, size_t *done) noexcept nogil:
+    """pread until ``length`` bytes or end of file (``_preadv_all`` with one segment)."""
+    cdef iovec iov
+    iov.iov_base = buf
+    iov.iov_len = length
+    return _preadv_all(fd, &iov, 1, offset, done)
 
 
 cdef int _fill_direct(int fd, char *lead, size_t ln, char *dst, size_t n, off_t offset,
