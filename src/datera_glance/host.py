@@ -29,7 +29,7 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def _stat(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name (state first); None if there
     is no such process. The command name may hold spaces and parentheses: split after the
     last ")"."""
@@ -50,7 +50,7 @@ def running(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # another user's process: it exists
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return not os.path.isdir("/proc/self")  # no procfs: trust kill
     return not fields or fields[0] not in _EXITED
@@ -60,7 +60,7 @@ def process_start(pid: int) -> str | None:
     """An identity of process ``pid`` that a later process with the same pid does not share:
     the boot id and the start time in clock ticks (``/proc/PID/stat`` field 22); None if
     there is no such process or it has exited (a zombie, as for ``running``)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     boot = boot_id()
     if fields is None or len(fields) <= 19 or fields[0] in _EXITED or not boot:
         return None

@@ -35,6 +35,7 @@ from datera_glance.demo.glance_env import (
     open_files,
     repo_root,
 )
+from datera_glance.host import stat_fields
 from datera_glance.simulator import Simulator
 from tests.plugins.simulator import loop_devices_on
 
@@ -168,17 +169,8 @@ def listen_port() -> int:
     raise RuntimeError(f"no free port on 127.0.0.1 below the ephemeral range (from {low})")
 
 
-def _stat(pid: int) -> list[str] | None:
-    """``/proc/PID/stat`` after the command name (state, ppid, pgrp, ...), None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
 def _describe(pid: int) -> str:
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return f"{pid} (gone)"
     try:
@@ -193,7 +185,7 @@ def group_members(pgid: int) -> list[int]:
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat(int(entry))
+            fields = stat_fields(int(entry))
             if fields is not None and int(fields[2]) == pgid:
                 members.append(int(entry))
     return members
