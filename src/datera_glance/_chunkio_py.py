@@ -7,6 +7,7 @@ offsets, lengths and buffers only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -19,10 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORE_NAME",
+    "HUGE_PAGE_SIZE",
     "PAGE_SIZE",
-    "ZERO_COPY_READS",
     "AlignedBuffer",
-    "ChunkAllocator",
     "copy_into",
     "copy_out",
     "fill_zero",
@@ -30,27 +30,35 @@ __all__ = [
     "pread_full",
     "pwrite_full",
     "read_chunk",
-    "read_split",
-    "split_range",
+    "unfilled",
 ]
 
 CORE_NAME = "python"
 PAGE_SIZE = mmap.PAGESIZE
-#: Python cannot read into a ``bytes`` object: chunks are copied out of an aligned buffer.
-ZERO_COPY_READS = False
+#: Buffers of at least this size ask for transparent huge pages (see the compiled core).
+HUGE_PAGE_SIZE = 2 * 1024 * 1024
 
 
 class AlignedBuffer(mmap.mmap):
-    """A zero-filled, page-aligned, writable buffer of ``size`` bytes.
+    """A zero-filled, page-aligned, writable buffer of ``size`` bytes, on huge pages where
+    the kernel has them and places the mapping on a huge page boundary (Linux does for
+    anonymous mappings of whole huge pages; the compiled core aligns them itself).
 
-    An anonymous mapping is always page-aligned, which is what O_DIRECT needs. ``close()``
-    releases the memory at once (``BufferError`` while a view of it is still alive).
+    An anonymous mapping is always page-aligned, which is what O_DIRECT needs. Private, not
+    shared: shared anonymous memory is shmem, which gets no huge pages from the advice.
+    ``close()`` releases the memory at once (``BufferError`` while a view is still alive).
     """
 
     def __new__(cls, size: int) -> AlignedBuffer:
         if size <= 0:
             raise ValueError(f"buffer size must be positive, not {size}")
-        return super().__new__(cls, -1, size)
+        buf = super().__new__(cls, -1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if size >= HUGE_PAGE_SIZE:
+            # A kernel without transparent huge pages refuses: small pages then.
+            with contextlib.suppress(OSError):
+                buf.madvise(mmap.MADV_HUGEPAGE)
+        buf[::PAGE_SIZE] = bytes(-(-size // PAGE_SIZE))  # fault every page in now, not in I/O
+        return buf
 
     def __init__(self, size: int) -> None:
         # mmap.__init__ is object.__init__; the mapping is made in __new__.
@@ -147,92 +155,39 @@ def fill_zero(buf: Buffer, start: int, stop: int) -> None:
         view[start:stop] = bytes(stop - start)
 
 
-class _Unfilled:
-    """A chunk not read yet: only its length (Python cannot fill a ``bytes`` in place)."""
-
-    __slots__ = ("nbytes",)
-
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-
-    def __len__(self) -> int:
-        return self.nbytes
-
-
-class ChunkAllocator:
-    """Unfilled chunks for consecutive ranges of a device; every one is ``length`` long.
-
-    The compiled twin sizes chunks so that the next one can be read without a copy; here
-    every chunk is copied anyway, so ``grain`` and ``exact`` change nothing.
-    """
-
-    def __init__(self, grain: int) -> None:
-        if grain <= 0:
-            raise ValueError(f"grain must be positive, not {grain}")
-
-    def take(self, start: int, length: int, exact: bool) -> _Unfilled:
-        if length <= 0:
-            raise ValueError(f"chunk length must be positive, not {length}")
-        return _Unfilled(length)
+def unfilled(length: int) -> None:
+    """Python cannot fill a ``bytes`` in place: ``read_chunk`` makes its own (None here)."""
+    if length <= 0:
+        raise ValueError(f"chunk length must be positive, not {length}")
 
 
 def read_chunk(
     fd: int,
-    chunk: _Unfilled,
+    bounce: AlignedBuffer,
     offset: int,
+    length: int,
     block_size: int,
     path: str,
-    bounce: AlignedBuffer | None = None,
+    chunk: None = None,
 ) -> bytes:
-    """``bytes`` of ``[offset, offset + len(chunk))``, read through an aligned buffer:
-    ``bounce`` when it holds the aligned span, else one of its own.
+    """``bytes`` of ``[offset, offset + length)``: the aligned span around it read into
+    ``bounce`` in one go, then copied out (``chunk``: ``unfilled``'s None).
 
+    :raises ValueError: ``bounce`` cannot hold the aligned span.
+    :raises TypeError: ``chunk`` is not None.
     :raises EOFError: the file ends inside the range.
     :raises OSError: with the errno and ``path`` as filename.
     """
-    if not isinstance(chunk, _Unfilled):
-        raise TypeError("read_chunk fills a chunk from ChunkAllocator.take")
-    if block_size <= 0 or offset < 0:
-        raise ValueError("block_size must be positive and offset not negative")
-    n = chunk.nbytes
+    if block_size <= 0 or offset < 0 or length <= 0:
+        raise ValueError("block_size and length must be positive and offset not negative")
+    if chunk is not None:
+        raise TypeError("the Python core fills no chunk in place; pass None from unfilled()")
     head = offset % block_size
-    span = -(-(head + n) // block_size) * block_size
-    own = bounce is None or len(bounce) < span
-    buf = AlignedBuffer(span) if own else bounce
-    assert buf is not None
-    try:
-        got = pread_full(fd, buf, span, offset - head, path)
-        if got < head + n:
-            raise EOFError(f"{path}: short read at offset {offset + max(got - head, 0)}")
-        with memoryview(buf) as view:
-            return view[head : head + n].tobytes()
-    finally:
-        if own:
-            buf.close()
-
-
-def split_range(start: int, length: int, grain: int) -> tuple[None, _Unfilled]:
-    """``(lead, rest)`` for reading ``[start, start + length)`` in one call: here always
-    ``(None, whole range)``, since every chunk is copied anyway (the compiled twin splits off
-    a lead so that the rest can be read without a copy)."""
-    if length <= 0 or grain <= 0 or start < 0:
-        raise ValueError("length and grain must be positive and start not negative")
-    return None, _Unfilled(length)
-
-
-def read_split(
-    fd: int,
-    lead: _Unfilled | None,
-    rest: _Unfilled,
-    offset: int,
-    block_size: int,
-    path: str,
-    bounce: AlignedBuffer | None = None,
-) -> tuple[bytes | None, bytes]:
-    """``split_range``'s pieces filled with the range starting at ``offset``, in one read."""
-    if lead is None:
-        return None, read_chunk(fd, rest, offset, block_size, path, bounce)
-    if not isinstance(lead, _Unfilled):
-        raise TypeError("read_split fills the chunks of split_range")
-    both = read_chunk(fd, _Unfilled(lead.nbytes + len(rest)), offset, block_size, path, bounce)
-    return both[: lead.nbytes], both[lead.nbytes :]
+    span = -(-(head + length) // block_size) * block_size
+    if len(bounce) < span:
+        raise ValueError(f"bounce buffer of {len(bounce)} bytes cannot hold a span of {span}")
+    got = pread_full(fd, bounce, span, offset - head, path)
+    if got < head + length:
+        raise EOFError(f"{path}: short read at offset {offset + max(got - head, 0)}")
+    with memoryview(bounce) as view:
+        return view[head : head + length].tobytes()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import io
-import mmap
 import os
 import random
 import subprocess
@@ -22,7 +20,7 @@ import pytest
 from oslo_utils import units
 
 from datera_glance import chunkio
-from datera_glance.chunkio import DeviceFull, DirectIOUnsupported, SizeMismatch
+from datera_glance.chunkio import DeviceFull, DirectIOUnsupported, SizeMismatch, _read
 from tests.plugins.core import Resources, ShortReader
 
 
@@ -489,30 +487,42 @@ def test_read_range_any_alignment(
     assert all(isinstance(c, bytes) and 0 < len(c) <= 64 * units.Ki for c in chunks)
 
 
-def test_a_range_within_one_buffer_is_read_on_the_calling_thread_without_a_bulk_copy(
-    tmp_path: Path,
+def test_a_range_within_one_buffer_is_one_read_on_the_calling_thread_through_the_spare(
+    core: chunkio.Copier, tmp_path: Path
 ) -> None:
-    """A ranged read at an odd offset (as glance's ranged download asks) comes as a lead of
-    less than a page and the rest, whose memory the compiled core read straight into: its
-    address agrees with its device offset modulo the page (chunkio._read._read_whole)."""
-    if "compiled" not in chunkio.available_cores():
-        pytest.skip("compiled core not built")
-    copier = chunkio.get_copier("compiled")
+    """A ranged read (as glance's ranged download asks) that fits one buffer starts no reader
+    thread, comes as one chunk, and goes through the copier's spare buffer, the same one on
+    every call: a fresh buffer per call would pay its page faults and zeroing every time
+    (chunkio._read.Reader._read_whole, SpareBuffer)."""
     data = _payload(3 * units.Mi)
     path = tmp_path / "img"
     path.write_bytes(data)
     threads = threading.active_count()
+    spares = []
     for offset in (1, 4097, 1_234_567):
-        gen = copier.read_range(str(path), offset, units.Mi, buffer_size=4 * units.Mi, depth=4)
+        gen = core.read_range(str(path), offset, units.Mi, buffer_size=4 * units.Mi, depth=4)
         chunks = [next(gen)]
         assert threading.active_count() == threads  # no reader threads
         chunks += list(gen)
-        assert b"".join(chunks) == data[offset : offset + units.Mi]
-        *lead, rest = chunks
-        assert len(lead) <= 1 and all(0 < len(c) < mmap.PAGESIZE for c in lead)
-        start = offset + units.Mi - len(rest)
-        address = ctypes.cast(ctypes.c_char_p(rest), ctypes.c_void_p).value or 0
-        assert (address - start) % mmap.PAGESIZE == 0
+        assert chunks == [data[offset : offset + units.Mi]]
+        spares += core.spare.kept
+    assert len(spares) == 3 and spares[0] is spares[1] is spares[2]
+    assert len(spares[0]) % core.core.HUGE_PAGE_SIZE == 0
+
+
+def test_the_spare_is_not_shared_and_not_kept_when_too_big(core: chunkio.Copier) -> None:
+    """Concurrent single reads each get their own buffer; a buffer above SPARE_MAX is freed
+    after its read rather than kept (it would hold that memory in an idle glance-api)."""
+    spare = _read.SpareBuffer(core.core)
+    first, second = spare.take(units.Mi), spare.take(units.Mi)
+    assert first is not second
+    spare.give(first)
+    spare.give(second)
+    assert spare.kept == [first] and second.closed
+    assert spare.take(3 * units.Mi) is not first and first.closed  # too small: replaced
+    big = spare.take(_read.SPARE_MAX + 1)
+    spare.give(big)
+    assert spare.kept == [] and big.closed
 
 
 _HEAP_PROBE = """

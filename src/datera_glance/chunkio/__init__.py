@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from oslo_utils import units
 
 from datera_glance.chunkio._device import check_buffer_args
-from datera_glance.chunkio._read import Reader
+from datera_glance.chunkio._read import Reader, SpareBuffer
 from datera_glance.chunkio._write import Updatable, Writer
 from datera_glance.chunkio.errors import DeviceFull, DirectIOUnsupported, SizeMismatch
 
@@ -87,6 +87,7 @@ class Copier:
     def __init__(self, core: ModuleType) -> None:
         self.core = core
         self.core_name: str = core.CORE_NAME
+        self.spare = SpareBuffer(core)  # the buffer of ranges read in one go
 
     def __repr__(self) -> str:
         return f"Copier({self.core_name!r})"
@@ -159,7 +160,9 @@ class Copier:
         check_buffer_args(buffer_size, depth)
         if offset < 0 or length < 0:
             raise ValueError("offset and length must not be negative")
-        reader = Reader(self.core, path, offset, length, allow_buffered=allow_buffered)
+        reader = Reader(
+            self.core, path, offset, length, spare=self.spare, allow_buffered=allow_buffered
+        )
         return reader.run(buffer_size=buffer_size, depth=depth)
 
 
