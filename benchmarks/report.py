@@ -590,7 +590,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"flags {' '.join(env.get('cpu_flags', [])) or '?'}), kernel {env.get('kernel')}, "
         f"Python {env.get('python')}, load average at start {_load(env.get('loadavg'))}, "
         f"at the end {_load(env.get('loadavg_end'))} (other work on the CPUs skews ratios), "
-        f"nice {env.get('nice', 0)}; "
+        f"nice {env.get('nice', 0)}, transparent huge pages "
+        f"{env.get('transparent_hugepage') or '?'}; "
         f"loop device dio={doc['device'].get('dio')}, "
         f"{cfg['total'] / MiB:.0f} MiB per transfer, {cfg['rounds']} interleaved rounds. "
         "Ratios are medians of per-round ratios [min-max]; MB/s = 10^6 B/s.",

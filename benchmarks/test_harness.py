@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,3 +174,22 @@ def test_ratios_are_per_round() -> None:
     assert target.passed
     doc["cases"]["write/compiled/1M/d2"]["MBps"] = [850, 850, 425, 425]
     assert report._vs_reference(doc, "write").passed is False
+
+
+def test_thp_mode_reads_the_bracketed_word(tmp_path: Path) -> None:
+    """The summary names the transparent huge page mode: "never" halves read speed here."""
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert suite.thp_mode(str(path)) == "madvise"
+    assert suite.thp_mode(str(tmp_path / "absent")) == ""
+
+
+def test_rounds_change_which_case_follows_which() -> None:
+    """A rotation kept every case behind the same neighbour in every round; the order must
+    put some case behind a different one from round to round, and keep every case."""
+    items = list(range(6))
+    orders = [suite._order(items, r) for r in range(4)]
+    assert orders[0] == items and all(sorted(o) == items for o in orders)
+    followers = [{o[i]: o[i + 1] for i in range(len(o) - 1)} for o in orders]
+    assert any(f[k] != followers[0][k] for f in followers[1:] for k in f if k in followers[0])
+    assert orders == [suite._order(items, r) for r in range(4)]  # the same on every run

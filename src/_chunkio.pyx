@@ -59,22 +59,41 @@ HUGE_PAGE_SIZE = _HUGE
 cdef char *_map(size_t size) noexcept nogil:
     """``size`` bytes (a multiple of the page size) of fresh zeroed private memory, or NULL.
     From ``_HUGE`` bytes on, aligned to ``_HUGE`` and advised to use huge pages (a kernel
-    without transparent huge pages keeps small ones; the advice then fails harmlessly)."""
-    cdef size_t extra = _HUGE if size >= _HUGE else 0
-    cdef char *base = <char *>mmap(NULL, size + extra, PROT_READ | PROT_WRITE,
-                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    without transparent huge pages keeps small ones; the advice then fails harmlessly).
+    Linux 6.7 and later align such mappings themselves; elsewhere 2 MiB more are mapped and
+    the ends trimmed."""
+    cdef int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS
+    cdef char *base = <char *>mmap(NULL, size, prot, flags, -1, 0)
     cdef size_t lead
     if <void *>base == MAP_FAILED:
         return NULL
-    if not extra:
+    if size < _HUGE:
         return base
-    lead = (_HUGE - <uintptr_t>base % _HUGE) % _HUGE
-    if lead:
-        munmap(base, lead)
-    if extra - lead:
-        munmap(base + lead + size, extra - lead)
-    madvise(base + lead, size // _HUGE * _HUGE, MADV_HUGEPAGE)
-    return base + lead
+    if <uintptr_t>base % _HUGE:
+        munmap(base, size)
+        base = <char *>mmap(NULL, size + _HUGE, prot, flags, -1, 0)
+        if <void *>base == MAP_FAILED:
+            return NULL
+        lead = _HUGE - <uintptr_t>base % _HUGE
+        if lead < _HUGE:
+            munmap(base, lead)
+        else:
+            lead = 0
+        if _HUGE - lead:
+            munmap(base + lead + size, _HUGE - lead)
+        base += lead
+    madvise(base, size // _HUGE * _HUGE, MADV_HUGEPAGE)
+    return base
+
+
+cdef void _touch(char *p, size_t size) noexcept nogil:
+    """Fault every page of fresh mapped memory in now rather than in the first I/O: one
+    write per page (the kernel zeroes the page, or the huge page, it brings in)."""
+    cdef size_t i = 0
+    while i < size:
+        p[i] = 0
+        i += _page_size
+
 
 cdef class AlignedBuffer:
     """A zero-filled, page-aligned, writable buffer of ``size`` bytes, on huge pages where
@@ -100,7 +119,7 @@ cdef class AlignedBuffer:
         with nogil:
             p = _map(mapped)
             if p != NULL:
-                memset(p, 0, mapped)  # fault every page in now, not in the first I/O
+                _touch(p, mapped)
         if p == NULL:
             raise MemoryError(f"cannot allocate an aligned buffer of {size} bytes")
         self.data = p
