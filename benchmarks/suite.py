@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks import harness as h
 from benchmarks.harness import Measurement, MiB
+from datera_glance import host
 
 COPIER_IMPLS = ("compiled", "python")
 IMPLS = ("compiled", "python", "buffered")
@@ -543,18 +544,8 @@ def environment() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         info["openssl"] = __import__("ssl").OPENSSL_VERSION
     info.update(cpu_facts())
-    info["transparent_hugepage"] = thp_mode()
+    info["transparent_hugepage"] = host.thp_mode()  # "never" halves the copier's read speed
     return info
-
-
-def thp_mode(path: str = "/sys/kernel/mm/transparent_hugepage/enabled") -> str:
-    """The kernel's transparent huge page mode (always, madvise, never; "" if unknown): the
-    copier's buffers read and write twice as fast on huge pages, which "never" denies."""
-    with contextlib.suppress(OSError):
-        text = Path(path).read_text()
-        if "[" in text:
-            return text.split("[", 1)[1].split("]", 1)[0]
-    return ""
 
 
 #: The CPU flags the figures depend on: hashing (AVX2/AVX-512, SHA) and copies.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,14 +173,6 @@ def test_ratios_are_per_round() -> None:
     assert target.passed
     doc["cases"]["write/compiled/1M/d2"]["MBps"] = [850, 850, 425, 425]
     assert report._vs_reference(doc, "write").passed is False
-
-
-def test_thp_mode_reads_the_bracketed_word(tmp_path: Path) -> None:
-    """The summary names the transparent huge page mode: "never" halves read speed here."""
-    path = tmp_path / "enabled"
-    path.write_text("always [madvise] never\n")
-    assert suite.thp_mode(str(path)) == "madvise"
-    assert suite.thp_mode(str(tmp_path / "absent")) == ""
 
 
 def test_rounds_change_which_case_follows_which() -> None:

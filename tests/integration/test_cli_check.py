@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from datera_glance import host
 from datera_glance.simulator import Simulator
 from tests.plugins.cli import SCRIPT, Cli
 
@@ -39,6 +40,7 @@ def test_check_ok_table_and_json(simulator: Simulator, cli: Cli) -> None:
         "capacity": "ok",
         "connector": "ok",
         "lock_path": "ok",
+        "huge pages": "ok" if host.thp_mode() in ("always", "madvise") else "warning",
         "O_DIRECT": "skipped",
     }
     assert set(doc["checks"][0]) == {"name", "status", "detail", "fix"}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from oslo_utils import units
 
-from datera_glance import _chunkio_py, chunkio
+from datera_glance import _chunkio_py, chunkio, host
 
 PAGE = mmap.PAGESIZE
 
@@ -324,15 +324,6 @@ def _mapping(address: int) -> dict[str, str]:
     return entry
 
 
-def _thp_mode() -> str:
-    """The bracketed word of /sys/kernel/mm/transparent_hugepage/enabled ("" if absent)."""
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return ""
-    return text.split("[")[1].split("]")[0] if "[" in text else ""
-
-
 def test_big_buffers_are_private_memory_on_huge_pages(mod: ModuleType) -> None:
     """Device reads into huge-page memory ran twice as fast here as into small pages (fewer
     DMA segments), so the I/O buffers ask for them. Shared anonymous memory is shmem and gets
@@ -346,7 +337,7 @@ def test_big_buffers_are_private_memory_on_huge_pages(mod: ModuleType) -> None:
         assert entry["perms"].endswith("p"), entry  # private, not shared
         aligned = address % mod.HUGE_PAGE_SIZE == 0
         assert aligned or mod is _chunkio_py
-        if _thp_mode() in ("always", "madvise") and aligned:
+        if host.thp_mode() in ("always", "madvise") and aligned:
             assert int(entry["AnonHugePages"]) >= mod.HUGE_PAGE_SIZE // 1024, entry
         with memoryview(buf) as view:
             assert view.tobytes() == bytes(size)  # zero-filled like any other
