@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from oslo_concurrency import lockutils
 from oslo_utils import strutils
 
-from datera_glance.host import boot_id, running
+from datera_glance.host import boot_id, running, start_ticks
 
 if TYPE_CHECKING:
     from datera_glance.edf import EdfClient, models
@@ -54,7 +54,8 @@ LOG = logging.getLogger(__name__)
 
 ISCSI_PORT = 3260
 BY_PATH_DIR = "/dev/disk/by-path"  # where udev links iSCSI LUNs (os-brick looks there too)
-_USER_TOKEN = re.compile(r"[0-9]+:[0-9a-f]{32}")  # "<pid>:<uuid4 hex>", see Attacher.attach
+# "<pid>:<start ticks>:<uuid4 hex>", see user_token; "<pid>:<uuid4 hex>" from older versions.
+_USER_TOKEN = re.compile(r"[0-9]+(:[0-9]+)?:[0-9a-f]{32}")
 # Keys of os-brick connection properties that must never reach a file or a log.
 _SECRET_KEYS = ("auth_password", "auth_username", "discovery_auth_password")
 
@@ -294,7 +295,7 @@ class Attacher:
     def attach(self, ai: models.AppInstance) -> Attachment:
         """Attach ``ai``'s volume (or join this host's existing attachment)."""
         key = self._key(ai.uuid or ai.id)
-        token = f"{os.getpid()}:{uuid.uuid4().hex}"
+        token = user_token()
         with self._locked(key):
             state = self._load(key)
             if state.get("device_info") and not self._is_device_of(state, ai):
@@ -610,7 +611,7 @@ class Attacher:
             LOG.warning("Ignoring attach record %s: %s", self._state_file(key), e)
             return {}
         # A worker that died while holding the device must not keep it attached forever.
-        state["users"] = [u for u in state["users"] if running(int(u.split(":")[0]))]
+        state["users"] = [u for u in state["users"] if user_alive(u)]
         return state
 
     def _save(self, key: str, state: dict[str, Any]) -> None:
@@ -620,6 +621,28 @@ class Attacher:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(state, f)
         os.replace(tmp, path)
+
+
+def user_token(pid: int | None = None) -> str:
+    """A user's entry in an attach record: the process (its pid and start time, so that a
+    later process given the same pid is not taken for it: pid_max wraps within hours on a
+    busy host) and a unique id for this one use."""
+    pid = os.getpid() if pid is None else pid
+    ticks = start_ticks(pid)
+    return f"{pid}:{ticks}:{uuid.uuid4().hex}" if ticks else f"{pid}:{uuid.uuid4().hex}"
+
+
+def user_alive(token: str) -> bool:
+    """Is the process of a record's user still the one that attached? Tokens without a start
+    time (older versions, or a host without procfs) can only ask whether the pid runs."""
+    pid, _, rest = token.partition(":")
+    return _same_process(int(pid), rest.partition(":")[0] if rest.count(":") else None)
+
+
+def _same_process(pid: int, ticks: str | None) -> bool:
+    """Does the process that had ``pid`` and started at ``ticks`` still run (``ticks`` None:
+    does any process ``pid`` run)?"""
+    return running(pid) if ticks is None else start_ticks(pid) == ticks
 
 
 def _valid_record(record: Any) -> dict[str, Any]:
@@ -667,7 +690,8 @@ class _Lingers:
                 self._at_exit = True
         if previous is not None:
             previous[1].cancel()
-        return {"id": linger_id, "pid": os.getpid(), "boot": self.boot,
+        pid = os.getpid()
+        return {"id": linger_id, "pid": pid, "start": start_ticks(pid), "boot": self.boot,
                 "until": self._clock() + seconds}  # fmt: skip
 
     def forget(self, key: str, linger_id: str) -> None:
@@ -689,12 +713,13 @@ class _Lingers:
         return [(key, linger_id) for key, (linger_id, _timer) in pending.items()]
 
     def alive(self, linger: dict[str, Any] | None) -> bool:
-        """A linger of this boot whose process runs and whose time is not up."""
+        """A linger of this boot whose process still runs and whose time is not up."""
         if not linger:
             return False
+        start = linger.get("start")
         return (
             linger.get("boot") == self.boot
-            and running(int(linger.get("pid", 0)))
+            and _same_process(int(linger.get("pid", 0)), start if isinstance(start, str) else None)
             and float(linger.get("until", 0.0)) > self._clock()
         )
 

@@ -72,12 +72,21 @@ def running(pid: int) -> bool:
     return not fields or fields[0] not in _EXITED
 
 
-def process_start(pid: int) -> str | None:
-    """An identity of process ``pid`` that a later process with the same pid does not share:
-    the boot id and the start time in clock ticks (``/proc/PID/stat`` field 22); None if
-    there is no such process or it has exited (a zombie, as for ``running``)."""
+def start_ticks(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22):
+    within one boot, a later process with the same pid has another. None if there is no such
+    process, it has exited (a zombie, as for ``running``), or there is no procfs."""
     fields = stat_fields(pid)
-    boot = boot_id()
-    if fields is None or len(fields) <= 19 or fields[0] in _EXITED or not boot:
+    if fields is None or len(fields) <= 19 or fields[0] in _EXITED:
         return None
-    return f"{boot}/{fields[19]}"
+    return fields[19]
+
+
+def process_start(pid: int) -> str | None:
+    """An identity of process ``pid`` that a later process with the same pid does not share,
+    across boots too: the boot id and ``start_ticks``; None where either is unknown."""
+    ticks = start_ticks(pid)
+    boot = boot_id()
+    if ticks is None or not boot:
+        return None
+    return f"{boot}/{ticks}"

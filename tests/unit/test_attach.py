@@ -547,6 +547,61 @@ def test_chap_follows_datera_use_chap_both_ways(tmp_path: pathlib.Path, device: 
     assert [c[0] for c in client.calls].count("set_chap") == 1
 
 
+def test_a_worker_whose_pid_was_reused_does_not_keep_the_device(
+    tmp_path: pathlib.Path, device: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pid_max (32768 here) wraps within hours on a busy host: a dead worker's pid may belong
+    to a live process by the time the next reader looks. Its record entry names the start
+    time too, so the new owner of the pid is not taken for it: the dead worker's entry is
+    dropped and the device attached afresh, without calling the record unreadable."""
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_attach_and_die, args=(attacher, client.ai())
+    )
+    proc.start()
+    proc.join(30)
+    [record] = (tmp_path / "locks").glob("*.json")
+    state = json.loads(record.read_text())
+    [dead] = state["users"]
+    child_pid, child_start, unique = dead.split(":")
+    assert child_pid == str(proc.pid) and child_start.isdigit()
+    # The dead worker's entry, as if its pid now were this (live) process's.
+    state["users"] = [f"{os.getpid()}:{child_start}:{unique}"]
+    record.write_text(json.dumps(state))
+    with caplog.at_level("WARNING", logger="datera_glance.attach"):
+        with attacher.attached(client.ai()):
+            assert len(conn.connects) == 1  # not joined: re-attached
+        assert len(conn.disconnects) == 1
+    assert "Ignoring attach record" not in caplog.text
+
+
+def test_user_tokens_name_the_process_and_its_start() -> None:
+    """``user_alive``: this process's own token is alive; the same pid with another start time
+    is not; a token of an older version (pid only) is as alive as its pid."""
+    mine = attach.user_token()
+    pid, start, unique = mine.split(":")
+    assert pid == str(os.getpid()) and len(unique) == 32 and attach.user_alive(mine)
+    assert not attach.user_alive(f"{pid}:{int(start) + 1}:{unique}")
+    assert attach.user_alive(f"{pid}:{unique}")
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    child.start()
+    child.join(30)  # reaped: its pid runs nothing now
+    assert not attach.user_alive(f"{child.pid}:{unique}")
+
+
+def test_a_linger_of_a_reused_pid_is_over() -> None:
+    """A linger names its process's start time too; one without (an older version's) falls
+    back to the pid alone."""
+    lingers = attach._Lingers(lambda: 100.0, lambda seconds, fn: threading.Timer(seconds, fn))
+    entry = {"boot": lingers.boot, "pid": os.getpid(), "until": 130.0}
+    start = attach.user_token().split(":")[1]
+    assert lingers.alive({**entry, "start": start})
+    assert not lingers.alive({**entry, "start": str(int(start) + 1)})
+    assert lingers.alive(entry)
+
+
 def record_path(tmp_path: pathlib.Path) -> pathlib.Path:
     scope = hashlib.sha256(b"10.0.0.1:7718/root").hexdigest()[:12]
     return tmp_path / "locks" / f"datera-glance-attach-{scope}-{AI_UUID}.json"
