@@ -72,6 +72,18 @@ def running(pid: int) -> bool:
     return not fields or fields[0] not in _EXITED
 
 
+def group_members(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that exist now, zombies included (a killed
+    process group is gone only once all of them are reaped)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = stat_fields(int(entry))
+            if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
 def start_ticks(pid: int) -> str | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22):
     within one boot, a later process with the same pid has another. None if there is no such

@@ -35,7 +35,7 @@ from datera_glance.demo.glance_env import (
     open_files,
     repo_root,
 )
-from datera_glance.host import stat_fields
+from datera_glance.host import group_members, stat_fields
 from datera_glance.simulator import Simulator
 from tests.plugins.simulator import loop_devices_on
 
@@ -178,17 +178,6 @@ def _describe(pid: int) -> str:
     except OSError:
         cmd = ""
     return f"{pid} (state {fields[0]}, parent {fields[1]}) {cmd[:120]}"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Processes of process group ``pgid`` that exist now, zombies included."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = stat_fields(int(entry))
-            if fields is not None and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
 
 
 def port_holders(port: int) -> str:

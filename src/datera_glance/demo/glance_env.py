@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from datera_glance import host
+
 LOG = logging.getLogger(__name__)
 
 Logger = Callable[[str], None]
@@ -717,7 +719,9 @@ chunked-input-timeout = 300
             return False
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop uwsgi (SIGTERM; SIGKILL to its process group after ``timeout``)."""
+        """Stop uwsgi (SIGTERM; SIGKILL to its process group after ``timeout``) and return
+        once every process of the group is reaped: workers of a master that died are init's
+        children, and until init reaps them they hold the port and count as alive."""
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -730,6 +734,12 @@ chunked-input-timeout = 300
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            deadline = time.monotonic() + timeout
+            while host.group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if host.group_members(proc.pid):
+                LOG.warning("glance-api's processes %s were not reaped in %.0f s",
+                            host.group_members(proc.pid), timeout)  # fmt: skip
         if self._out is not None:
             self._out.close()
             self._out = None
