@@ -235,7 +235,7 @@ def test_large_image(core: chunkio.Copier, loop_device: LoopFactory, sector: int
     assert n == size
     assert (md5.hexdigest(), sha.hexdigest()) == (want_md5.hexdigest(), want_sha.hexdigest())
     back = hashlib.md5()
-    for chunk in core.read_range(dev, 0, size, depth=4):
-        back.update(chunk)
+    for piece in core.read_range(dev, 0, size, depth=4):
+        back.update(piece)
     assert back.hexdigest() == want_md5.hexdigest()
     res.assert_nothing_left()

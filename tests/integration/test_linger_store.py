@@ -46,7 +46,7 @@ class CountingSession(requests.Session):
         return super().request(method, url, *a, **kw)
 
 
-class CountingConnector(LocalConnector):  # type: ignore[misc]
+class CountingConnector(LocalConnector):
     log: Log
 
     def connect_volume(self, props: dict[str, Any]) -> dict[str, Any]:

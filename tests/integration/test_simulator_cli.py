@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -57,23 +58,23 @@ def cli(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], st
                 stream.close()
 
 
-def _login(url: str, **kwargs: object) -> str:
+def _login(url: str, **kwargs: Any) -> str:
     r = requests.put(
         f"{url}/v2.2/login", json={"name": "sim_user", "password": "sim_pass"}, timeout=10, **kwargs
-    )  # type: ignore[arg-type]
+    )
     assert r.status_code == 200, r.text
     key: str = r.json()["key"]
     return key
 
 
-def _create(url: str, key: str, name: str, **kwargs: object) -> dict:
+def _create(url: str, key: str, name: str, **kwargs: Any) -> dict:
     body = {
         "name": name,
         "storage_instances": [{"name": "storage-1", "volumes": [{"name": "volume-1", "size": 1}]}],
     }
     r = requests.post(
         f"{url}/v2.2/app_instances", json=body, headers={"Auth-Token": key}, timeout=10, **kwargs
-    )  # type: ignore[arg-type]
+    )
     assert r.status_code == 200, r.text
     data: dict = r.json()["data"]
     return data

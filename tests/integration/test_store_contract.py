@@ -181,7 +181,7 @@ def test_abandoned_download_detaches(
     assert data.startswith(first)
     lock_path = pathlib.Path(store._configured().settings.lock_path)
     assert list(lock_path.glob("*.json"))  # attached while the client reads
-    it.close()  # type: ignore[attr-defined]  # what uwsgi does when the client goes away
+    it.close()  # what uwsgi does when the client goes away
     assert not list(lock_path.glob("*.json"))
     store.delete(locate(store, uri))
     assert_gone(sim, store, image_id)

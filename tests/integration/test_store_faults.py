@@ -384,7 +384,7 @@ def test_read_timeouts_past_the_deadline_are_503(
 # -- a failure at each step of add ----------------------------------------------------------
 
 
-class FailingConnector(LocalConnector):  # type: ignore[misc]
+class FailingConnector(LocalConnector):
     """os-brick's LOCAL connector whose first ``connect_volume`` fails as os-brick's do."""
 
     failed = False

@@ -44,7 +44,7 @@ class ResizeCountingClient(EdfClient):
 
     resizes: list[int]
 
-    def resize_volume(self, ai: str, size_gib: int, **kw: Any) -> Any:
+    def resize_volume(self, ai: Any, size_gib: int, **kw: Any) -> Any:
         self.resizes.append(size_gib)
         return super().resize_volume(ai, size_gib, **kw)
 

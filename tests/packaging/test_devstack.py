@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from glance_store import multi_backend
@@ -259,11 +260,11 @@ def test_glance_store_loads_and_uses_the_written_backend(
         DATERA_SAN_PASSWORD="password",
     )
     conf = devstack.load()
-    store = driver.DriverManager(
+    store: Any = driver.DriverManager(
         "glance_store.drivers",
         conf.enabled_backends["datera"],
         invoke_on_load=True,
-        invoke_args=[conf],
+        invoke_args=(conf,),
         invoke_kwds={"backend": "datera"},
     ).driver
     assert isinstance(store, Store)

@@ -46,7 +46,7 @@ def test_configuration_reference_lists_every_option(docs: Path) -> None:
     for opt in options.get_opts():
         assert opt.name in page, opt.name
         for deprecated in opt.deprecated_opts:
-            assert deprecated.name in page, deprecated.name
+            assert deprecated.name and deprecated.name in page, deprecated.name
 
 
 def _parsers(

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,12 @@ class ThreadHasher:
 def _random_chunks(data: bytes, seed: int = 3) -> Iterator[Any]:
     rng = random.Random(seed)
     pos = 0
-    kinds = [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)]
+    kinds: list[Callable[[bytes], Any]] = [
+        bytes,
+        bytearray,
+        memoryview,
+        lambda b: np.frombuffer(b, np.uint8),
+    ]
     while pos < len(data):
         n = rng.choice([0, 1, 100, 4096, 70_000, 300_000, 1_500_000])
         yield rng.choice(kinds)(data[pos : pos + n])
@@ -403,7 +408,8 @@ def test_open_errors(core: chunkio.Copier, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         next(core.read_range(str(tmp_path / "missing"), 0, 1))
     path = _target(tmp_path, units.Mi)
-    for bad in [{"buffer_size": 1000}, {"buffer_size": 0}, {"depth": 0}]:
+    bads: list[dict[str, Any]] = [{"buffer_size": 1000}, {"buffer_size": 0}, {"depth": 0}]
+    for bad in bads:
         with pytest.raises(ValueError):
             core.write_stream([b"x"], path, **bad)
         with pytest.raises(ValueError):

@@ -293,9 +293,9 @@ def test_read_chunk_rejects_a_small_bounce_and_other_chunks(
     with mod.AlignedBuffer(2 * PAGE) as bounce:
         with pytest.raises(ValueError, match="cannot hold"):
             mod.read_chunk(fd, bounce, 1, 2 * PAGE, 4096, path)  # spans three blocks
-        for bad in ((0, 0), (-1, 10), (0, -5)):
+        for offset, length in ((0, 0), (-1, 10), (0, -5)):
             with pytest.raises(ValueError):
-                mod.read_chunk(fd, bounce, bad[0], bad[1], 4096, path)
+                mod.read_chunk(fd, bounce, offset, length, 4096, path)
         for not_a_chunk in (bytearray(10), b"short", "text"):
             with pytest.raises(TypeError):
                 mod.read_chunk(fd, bounce, 0, 10, 4096, path, not_a_chunk)

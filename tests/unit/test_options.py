@@ -83,5 +83,5 @@ def test_upstream_rootwrap_option_name_still_works(tmp_path: pathlib.Path) -> No
 
 def test_chunk_size_help_says_it_is_the_growth_step() -> None:
     by_name = {o.name: o for o in options.get_opts()}
-    text = by_name["datera_chunk_size"].help
+    text = by_name["datera_chunk_size"].help or ""
     assert "Growth step" in text and "no longer decides" in text

@@ -147,7 +147,7 @@ def test_download_closed_before_its_first_chunk_detaches_at_once(
     loc = location.Location("datera", StoreLocation, api.conf, uri=uri, backend="datera1")
     reader, _size = api.get(loc)
     assert len(records(api)) == 1  # attached: the first chunk is read already
-    reader.close()  # type: ignore[attr-defined]
+    reader.close()
     assert records(api) == []  # while ``reader`` is still referenced: not left to the GC
     multi_api.delete(uri, "datera1")  # and nothing holds it any more
     assert simulator.state()["app_instances"] == []

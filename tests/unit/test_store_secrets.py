@@ -82,7 +82,7 @@ class Everything(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         parts = [record.getMessage(), repr(record.args), record.stack_info or ""]
         if record.exc_info:
-            parts.append(self.formatter.formatException(record.exc_info))
+            parts.append(logging.Formatter().formatException(record.exc_info))
         self.texts.append("\n".join(parts))
 
 

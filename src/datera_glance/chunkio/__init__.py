@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -148,7 +148,7 @@ class Copier:
         buffer_size: int = 4 * units.Mi,
         depth: int = 2,
         allow_buffered: bool = False,
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Yield ``bytes`` covering exactly ``[offset, offset + length)`` of ``path``.
 
         Any alignment; up to ``depth`` reads ahead. The device is opened on the first

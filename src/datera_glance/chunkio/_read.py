@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -183,7 +183,7 @@ class Reader:
         self.length = length
         self.allow_buffered = allow_buffered
 
-    def run(self, *, buffer_size: int, depth: int) -> Iterator[bytes]:
+    def run(self, *, buffer_size: int, depth: int) -> Generator[bytes, None, None]:
         target = Target.open(self.path, write=False, allow_buffered=self.allow_buffered)
         try:
             end = self.offset + self.length

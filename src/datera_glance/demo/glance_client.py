@@ -11,7 +11,7 @@ import http.client
 import json
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -200,7 +200,7 @@ class GlanceClient:
         range_header: str | None = None,
         progress: Progress | None = None,
         piece: int = 4 * units.Mi,
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Stream the image data (``GET /file``); 200 or 206 expected, else GlanceError.
 
         Closing the generator early closes the connection: a client abort.
