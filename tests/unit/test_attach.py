@@ -325,9 +325,10 @@ def _attach_and_die(attacher: attach.Attacher, ai: models.AppInstance) -> None:
     os._exit(0)  # a worker killed while holding the device
 
 
-def test_a_dead_worker_does_not_keep_the_device_forever(
+def _dead_worker_record(
     tmp_path: pathlib.Path, device: str
-) -> None:
+) -> tuple[FakeClient, FakeConnector, attach.Attacher, pathlib.Path, int]:
+    """An attacher whose record names one user: a forked worker that attached and died."""
     client = FakeClient(make_si())
     conn = FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn)
@@ -336,8 +337,15 @@ def test_a_dead_worker_does_not_keep_the_device_forever(
     )
     proc.start()
     proc.join(30)
-    assert proc.exitcode == 0
+    assert proc.exitcode == 0 and proc.pid is not None
     [record] = (tmp_path / "locks").glob("*.json")
+    return client, conn, attacher, record, proc.pid
+
+
+def test_a_dead_worker_does_not_keep_the_device_forever(
+    tmp_path: pathlib.Path, device: str
+) -> None:
+    client, conn, attacher, record, _ = _dead_worker_record(tmp_path, device)
     assert len(json.loads(record.read_text())["users"]) == 1  # the dead worker's entry
 
     with attacher.attached(client.ai()):
@@ -554,19 +562,11 @@ def test_a_worker_whose_pid_was_reused_does_not_keep_the_device(
     to a live process by the time the next reader looks. Its record entry names the start
     time too, so the new owner of the pid is not taken for it: the dead worker's entry is
     dropped and the device attached afresh, without calling the record unreadable."""
-    client = FakeClient(make_si())
-    conn = FakeConnector(device)
-    attacher = make_attacher(tmp_path, client, conn)
-    proc = multiprocessing.get_context("fork").Process(
-        target=_attach_and_die, args=(attacher, client.ai())
-    )
-    proc.start()
-    proc.join(30)
-    [record] = (tmp_path / "locks").glob("*.json")
+    client, conn, attacher, record, pid = _dead_worker_record(tmp_path, device)
     state = json.loads(record.read_text())
     [dead] = state["users"]
     child_pid, child_start, unique = dead.split(":")
-    assert child_pid == str(proc.pid) and child_start.isdigit()
+    assert child_pid == str(pid) and child_start.isdigit()
     # The dead worker's entry, as if its pid now were this (live) process's.
     state["users"] = [f"{os.getpid()}:{child_start}:{unique}"]
     record.write_text(json.dumps(state))
