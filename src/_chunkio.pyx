@@ -74,11 +74,9 @@ cdef char *_map(size_t size) noexcept nogil:
         base = <char *>mmap(NULL, size + _HUGE, prot, flags, -1, 0)
         if <void *>base == MAP_FAILED:
             return NULL
-        lead = _HUGE - <uintptr_t>base % _HUGE
-        if lead < _HUGE:
+        lead = (_HUGE - <uintptr_t>base % _HUGE) % _HUGE
+        if lead:
             munmap(base, lead)
-        else:
-            lead = 0
         if _HUGE - lead:
             munmap(base + lead + size, _HUGE - lead)
         base += lead

@@ -189,5 +189,4 @@ def read_chunk(
     got = pread_full(fd, bounce, span, offset - head, path)
     if got < head + length:
         raise EOFError(f"{path}: short read at offset {offset + max(got - head, 0)}")
-    with memoryview(bounce) as view:
-        return view[head : head + length].tobytes()
+    return copy_out(bounce, head, head + length)

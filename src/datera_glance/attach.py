@@ -623,11 +623,11 @@ class Attacher:
         os.replace(tmp, path)
 
 
-def user_token(pid: int | None = None) -> str:
-    """A user's entry in an attach record: the process (its pid and start time, so that a
+def user_token() -> str:
+    """A user's entry in an attach record: this process (its pid and start time, so that a
     later process given the same pid is not taken for it: pid_max wraps within hours on a
     busy host) and a unique id for this one use."""
-    pid = os.getpid() if pid is None else pid
+    pid = os.getpid()
     ticks = start_ticks(pid)
     return f"{pid}:{ticks}:{uuid.uuid4().hex}" if ticks else f"{pid}:{uuid.uuid4().hex}"
 
@@ -635,8 +635,8 @@ def user_token(pid: int | None = None) -> str:
 def user_alive(token: str) -> bool:
     """Is the process of a record's user still the one that attached? Tokens without a start
     time (older versions, or a host without procfs) can only ask whether the pid runs."""
-    pid, _, rest = token.partition(":")
-    return _same_process(int(pid), rest.partition(":")[0] if rest.count(":") else None)
+    parts = token.split(":")  # pid, [start,] unique id
+    return _same_process(int(parts[0]), parts[1] if len(parts) == 3 else None)
 
 
 def _same_process(pid: int, ticks: str | None) -> bool:

@@ -20,7 +20,7 @@ import pytest
 from os_brick import exception as brick_exception
 from oslo_concurrency import processutils
 
-from datera_glance import attach
+from datera_glance import attach, host
 from datera_glance.edf import errors, models
 
 IQN = "iqn.1993-08.org.debian:01:host-a"
@@ -596,7 +596,8 @@ def test_a_linger_of_a_reused_pid_is_over() -> None:
     back to the pid alone."""
     lingers = attach._Lingers(lambda: 100.0, lambda seconds, fn: threading.Timer(seconds, fn))
     entry = {"boot": lingers.boot, "pid": os.getpid(), "until": 130.0}
-    start = attach.user_token().split(":")[1]
+    start = host.start_ticks(os.getpid())
+    assert start is not None
     assert lingers.alive({**entry, "start": start})
     assert not lingers.alive({**entry, "start": str(int(start) + 1)})
     assert lingers.alive(entry)

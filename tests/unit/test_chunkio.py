@@ -563,9 +563,10 @@ print(sizes[39] - sizes[4])
 
 @pytest.mark.parametrize("kind", ["stream", "ranged"])
 def test_repeated_reads_do_not_grow_the_heap(tmp_path: Path, kind: str) -> None:
-    """Every chunk is one whole allocation: freed, it fits the next one. Shortening chunks by
-    their alignment trim with realloc left holes a few bytes too small, and the heap grew by a
-    chunk every few reads (4 MiB per 20 MiB streamed; 1 MiB per three 1 MiB ranged reads)."""
+    """A freed chunk fits the next one, so the heap stays flat. Chunks once shrunk by their
+    alignment trim with realloc left holes a few bytes too small, and the heap grew by a chunk
+    every few reads (4 MiB per 20 MiB streamed; 1 MiB per three 1 MiB ranged reads); chunks
+    made on the reader threads spread over one glibc heap per thread (see ``unfilled``)."""
     if "compiled" not in chunkio.available_cores():
         pytest.skip("compiled core not built")
     path = tmp_path / "img"

@@ -65,8 +65,9 @@ class SpareBuffer:
 class ReadWorker:
     """A reader thread: fills one chunk per request, in order.
 
-    The main thread puts ``(pos, length, chunk)`` on ``requests`` and gets the chunk's ``bytes`` (or
-    the error) from ``done``; it has at most one request out per worker, so nothing queues.
+    The main thread puts ``(pos, length, chunk)`` on ``requests`` and gets the filled chunk
+    (or the error) from ``done``; it has at most one request out per worker, so nothing
+    queues.
     ``bounce`` is the aligned buffer the worker reads into.
     """
 

@@ -735,11 +735,10 @@ chunked-input-timeout = 300
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             deadline = time.monotonic() + timeout
-            while host.group_members(proc.pid) and time.monotonic() < deadline:
+            while (left := host.group_members(proc.pid)) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if host.group_members(proc.pid):
-                LOG.warning("glance-api's processes %s were not reaped in %.0f s",
-                            host.group_members(proc.pid), timeout)  # fmt: skip
+            if left:
+                LOG.warning("glance-api's processes %s were not reaped in %.0f s", left, timeout)
         if self._out is not None:
             self._out.close()
             self._out = None
