@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -35,9 +34,6 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not verbose:
-        # os-brick -> oslo.privsep imports eventlet, which warns on import (not our code).
-        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def human_size(nbytes: int | None) -> str:

@@ -40,18 +40,21 @@ LOG = logging.getLogger(__name__)
 
 Logger = Callable[[str], None]
 
-#: What glance-api runs on; the e2e tests and the demo are pinned to these.
+#: What glance-api runs on. The versions come from the constraints file (``constraints_file``):
+#: OpenStack's upper-constraints of the release whose glance this is.
 GLANCE_REQUIREMENTS: tuple[str, ...] = (
-    "glance==33.0.0",
-    "glance-store==5.7.0",
-    "python-glanceclient==4.13.0",
-    "oslo.config==10.7.0",
-    "os-brick==7.1.1",
+    "glance",
+    "glance-store",
+    "python-glanceclient",
+    "oslo.config",
+    "os-brick",
     "pyuwsgi",
     "psycopg2-binary",
 )
 #: Needed to build this project inside glance's venv without build isolation (fast rebuilds).
 BUILD_REQUIREMENTS: tuple[str, ...] = ("setuptools>=68", "wheel", "Cython>=3.0")
+#: ``./dev`` names the constraints in force here; ``none`` (``./dev latest``) lifts them.
+CONSTRAINTS_ENV = "DATERA_GLANCE_CONSTRAINTS"
 
 _SNAPSHOT_FILES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in")
 _SNAPSHOT_IGNORE = ("__pycache__", "*.so", "*.c", "*.egg-info", "*.pyc")
@@ -68,6 +71,14 @@ def repo_root() -> Path:
     if not (root / "pyproject.toml").is_file() or not (root / "src" / "datera_glance").is_dir():
         raise RuntimeError(f"{root} is not a datera-glance source checkout")
     return root
+
+
+def constraints_file(repo: Path, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The constraints every pip install of glance's venv is held to; None: the newest of all."""
+    named = environ.get(CONSTRAINTS_ENV)
+    if named == "none":
+        return None
+    return Path(named) if named else repo / "constraints" / "current.txt"
 
 
 def free_port() -> int:
@@ -180,6 +191,7 @@ class GlanceVenv:
     :param glance_patches: patches for glance's source (``patch -p1`` in site-packages, such
         as those in ``contrib/``), applied to a copy of glance's package that goes ahead of it
         on ``PYTHONPATH``; the cached venv itself stays as pip installed it
+    :param environ: where ``DATERA_GLANCE_CONSTRAINTS`` is looked up (``constraints_file``)
     """
 
     def __init__(
@@ -189,11 +201,13 @@ class GlanceVenv:
         *,
         log: Logger = LOG.info,
         glance_patches: Sequence[Path] = (),
+        environ: Mapping[str, str] = os.environ,
     ):
         self.repo = repo
         self.cache_dir = cache_dir or repo / ".cache"
         self._log = log
         self.glance_patches = tuple(glance_patches)
+        self.constraints = constraints_file(repo, environ)
         key = self._venv_key()
         self.venv_dir = self.cache_dir / f"glance-venv-{key}"
         self.build_dir: Path | None = None
@@ -211,6 +225,7 @@ class GlanceVenv:
                 "glance": GLANCE_REQUIREMENTS,
                 "build": BUILD_REQUIREMENTS,
                 "project": self._project_dependencies(),
+                "constraints": self.constraints.read_text() if self.constraints else None,
             }
         )
         return hashlib.sha256(material.encode()).hexdigest()[:12]
@@ -246,6 +261,8 @@ class GlanceVenv:
         pip: list[str | os.PathLike[str]] = [
             self.python, "-m", "pip", "install", "--disable-pip-version-check", "-q"
         ]  # fmt: skip
+        if self.constraints:
+            pip += ["-c", self.constraints]
         _run([*pip, "--upgrade", "pip"], log_file=log_file)
         # One resolver run, so this project's dependencies cannot move glance's pins.
         _run(
