@@ -107,12 +107,12 @@ def install_set() -> list[str]:
     """Every requirement an environment of the project installs (one resolver run). The
     project's own requirements, not the project: a release its bounds refuse still resolves."""
     sys.path.insert(0, str(ROOT / "src"))
-    from datera_glance.demo.glance_env import BUILD_REQUIREMENTS, GLANCE_REQUIREMENTS
+    from datera_glance.demo.glance_env import GLANCE_REQUIREMENTS, build_requirements
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     own = [*project["dependencies"], *chain(*project.get("optional-dependencies", {}).values())]
     names = [re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] for req in own]
-    return [*names, *GLANCE_REQUIREMENTS, *BUILD_REQUIREMENTS, "pip"]
+    return [*names, *GLANCE_REQUIREMENTS, *build_requirements(ROOT), "pip"]
 
 
 def resolve(constraint_lines: Sequence[str], requirements: Sequence[str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,13 +58,19 @@ def releases(sources: Path = SOURCES) -> list[tuple[str, bool]]:
     return [(r, spec[r].get("supported", True)) for r in names]
 
 
-def _run(cmd: Sequence[str | os.PathLike[str]], log: Path, **kw: object) -> int:
+def _run(
+    cmd: Sequence[str | os.PathLike[str]],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
         out.flush()
-        return subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kw
-        ).returncode  # type: ignore[call-overload, no-any-return]
+        done = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, check=False, env=env, cwd=cwd
+        )
+        return done.returncode
 
 
 def build_venv(release: str, log: Path) -> tuple[Path, int]:
@@ -81,7 +87,7 @@ def build_venv(release: str, log: Path) -> tuple[Path, int]:
     # This release's constraints for every pip run (the isolated build env too), not ./dev's.
     env = {**os.environ, "PIP_CONSTRAINT": str(constraints)}
     rc = _run([sys.executable, "-m", "venv", venv], log)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
+    pip: list[str | os.PathLike[str]] = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
     rc = rc or _run([*pip, "--upgrade", "pip", "setuptools", "wheel", "Cython"], log, env=env)
     rc = rc or _run([*pip, f"{ROOT}[test]"], log, env=env)
     if rc == 0:
@@ -119,7 +125,8 @@ def run_release(release: str, supported: bool, e2e: bool) -> Row:
     env["DATERA_GLANCE_REQUIRE_EXTENSIONS"] = "1"
     junit = MATRIX / f"{release}.xml"
     tests = [*STORE_TESTS, *(E2E_TESTS if e2e else ())]
-    pytest = [venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    pytest: list[str | os.PathLike[str]] = [venv / "bin" / "python", "-m", "pytest", "-q"]
+    pytest += ["-p", "no:cacheprovider"]
     rc = _run([*pytest, f"--junitxml={junit}", *tests], log, cwd=ROOT, env=env)
     summary = log.read_text(errors="replace").strip().splitlines()[-1]
     return Row(
