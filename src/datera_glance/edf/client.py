@@ -119,7 +119,7 @@ class EdfClient(AccessControl):
 
     def system(self) -> models.System:
         """``GET /system`` (also refreshes the cached product version)."""
-        system = models.System.from_json(self._api.request("GET", SYSTEM))
+        system = self._api.call("GET", SYSTEM, models.System.from_json)
         self._system = system
         return system
 
@@ -187,12 +187,13 @@ class EdfClient(AccessControl):
             found = self._find_raw(name)
             return found if found is not None and found.get("uuid") == uuid else None
 
-        data = self._api.request("POST", APP_INSTANCES, body, on_retried_conflict=ours)
-        return models.AppInstance.from_json(data)
+        return self._api.call(
+            "POST", APP_INSTANCES, models.AppInstance.from_json, body, on_retried_conflict=ours
+        )
 
     def get_app_instance(self, ai: AiRef) -> models.AppInstance:
         """Get an app instance by id or name; :class:`errors.NotFound` if absent."""
-        return models.AppInstance.from_json(self._api.request("GET", ai_route(ai)))
+        return self._api.call("GET", ai_route(ai), models.AppInstance.from_json)
 
     def _find_raw(self, name: str) -> dict[str, Any] | None:
         for item in self._api.list_collection(APP_INSTANCES, {"filter": f"name={name}"}):
@@ -203,7 +204,9 @@ class EdfClient(AccessControl):
     def find_app_instance(self, name: str) -> models.AppInstance | None:
         """The app instance with exactly this name in the tenant, or None."""
         found = self._find_raw(name)
-        return models.AppInstance.from_json(found) if found is not None else None
+        if found is None:
+            return None
+        return self._api.parsed("GET", APP_INSTANCES, models.AppInstance.from_json, found)
 
     def lookup_app_instance(self, name: str) -> models.AppInstance | None:
         """The app instance named ``name`` in the tenant, or None, by one GET.
@@ -216,7 +219,7 @@ class EdfClient(AccessControl):
         the tenant. A cluster that refuses the name as an id (400/422) is asked by listing.
         """
         try:
-            found = models.AppInstance.from_json(self._api.request("GET", ai_route(name)))
+            found = self._api.call("GET", ai_route(name), models.AppInstance.from_json)
         except errors.NotFound:
             return None
         except errors.InvalidRequest:
@@ -231,23 +234,22 @@ class EdfClient(AccessControl):
             params["filter"] = f"match(name,^{_regex_escape(name_prefix)}.*)"
         items = self._api.list_collection(APP_INSTANCES, params)
         return [
-            models.AppInstance.from_json(item)
+            self._api.parsed("GET", APP_INSTANCES, models.AppInstance.from_json, item)
             for item in items
             if not name_prefix or str(item.get("name", "")).startswith(name_prefix)
         ]
 
     def set_online(self, ai: AiRef) -> models.AppInstance:
         """Set ``admin_state`` online: the target (and the simulator's device) appears."""
-        data = self._api.request("PUT", ai_route(ai), {"admin_state": "online"})
-        return models.AppInstance.from_json(data)
+        body = {"admin_state": "online"}
+        return self._api.call("PUT", ai_route(ai), models.AppInstance.from_json, body)
 
     def set_offline(self, ai: AiRef, *, force: bool = True) -> models.AppInstance:
         """Set ``admin_state`` offline; ``force`` overrides EDF's warnings (active sessions)."""
         body: dict[str, Any] = {"admin_state": "offline"}
         if force:
             body["force"] = True
-        data = self._api.request("PUT", ai_route(ai), body)
-        return models.AppInstance.from_json(data)
+        return self._api.call("PUT", ai_route(ai), models.AppInstance.from_json, body)
 
     def delete_app_instance(self, ai: AiRef, *, force: bool = True) -> None:
         """Delete an app instance; :class:`errors.NotFound` if it is not there."""
@@ -255,15 +257,14 @@ class EdfClient(AccessControl):
 
     def get_storage_instance(self, ai: AiRef, si: str = "storage-1") -> models.StorageInstance:
         """One storage instance: access (IQN, portals), ACL, auth type, volumes."""
-        data = self._api.request("GET", si_route(ai, si))
-        return models.StorageInstance.from_json(data)
+        return self._api.call("GET", si_route(ai, si), models.StorageInstance.from_json)
 
     def resize_volume(
         self, ai: AiRef, size_gib: int, *, si: str = "storage-1", volume: str = "volume-1"
     ) -> models.Volume:
         """Set the volume's size in GiB (EDF resizes only offline app instances)."""
         route = ai_route(ai, "/storage_instances/:si/volumes/:volume", si=si, volume=volume)
-        return models.Volume.from_json(self._api.request("PUT", route, {"size": int(size_gib)}))
+        return self._api.call("PUT", route, models.Volume.from_json, {"size": int(size_gib)})
 
     def wait_available(
         self, ai: AiRef, *, si: str = "storage-1", timeout: float = 60.0
@@ -302,18 +303,21 @@ class EdfClient(AccessControl):
         return ai_route(ai, "/" + leaf), ecosystem
 
     @staticmethod
-    def _metadata_dict(data: Any, ecosystem: bool) -> dict[str, Any]:
-        if ecosystem and isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
-            data = data["data"]  # int_ecosystem_data entities hold the dict in "data"
-        return dict(data or {})
+    def _metadata_parser(ecosystem: bool) -> Callable[[Any], dict[str, Any]]:
+        def parse(data: Any) -> dict[str, Any]:
+            if ecosystem and isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+                data = data["data"]  # int_ecosystem_data entities hold the dict in "data"
+            return dict(models.entity(data or {}, "metadata"))
+
+        return parse
 
     def get_metadata(self, ai: AiRef) -> dict[str, Any]:
         """The app instance's metadata (``int_ecosystem_data`` on product >= 3.3)."""
         route, ecosystem = self._metadata_route(ai)
-        return self._metadata_dict(self._api.request("GET", route), ecosystem)
+        return self._api.call("GET", route, self._metadata_parser(ecosystem))
 
     def put_metadata(self, ai: AiRef, data: dict[str, Any]) -> dict[str, Any]:
         """Set metadata keys; returns the metadata as stored."""
         route, ecosystem = self._metadata_route(ai)
         body = {"data": data} if ecosystem else data
-        return self._metadata_dict(self._api.request("PUT", route, body), ecosystem)
+        return self._api.call("PUT", route, self._metadata_parser(ecosystem), body)
