@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import functools
+import html
 import json
 import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -146,6 +149,30 @@ def retry_after(headers: Mapping[str, str], now_wall: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now_wall)
+
+
+# How a secret can come back in an answer or an exception: the client sends it in a JSON body
+# (ASCII escapes), a server or proxy may echo it as JSON, as Python's repr (EDF's ``errors``
+# lists are printed with str()), URL-encoded or HTML-escaped, and an echo of an echo twice so.
+_ENCODINGS: tuple[Callable[[str], str], ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: urllib.parse.quote(text, safe=""),
+    lambda text: urllib.parse.quote_plus(text, safe=""),
+    html.escape,
+)
+
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` and every encoding of it (and of those) above, longest first."""
+    forms = {secret}
+    for encode in _ENCODINGS:
+        once = encode(secret)
+        forms.add(once)
+        forms.update(again(once) for again in _ENCODINGS)
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _decode(content: bytes) -> Any:
@@ -364,10 +391,12 @@ class Transport:
         )
 
     def scrub(self, text: str, secrets: Iterable[str] = ()) -> str:
-        """``text`` without the password, session key or ``secrets`` (server echoes too)."""
+        """``text`` without the password, session key or ``secrets``, in any encoding the
+        transport or an echoing server produces (``secret_forms``)."""
         for secret in (*self._secrets, *secrets):
             if secret:
-                text = text.replace(secret, "***")
+                for form in secret_forms(secret):
+                    text = text.replace(form, "***")
         return str(strutils.mask_password(text))
 
     def error(
