@@ -20,7 +20,7 @@ import requests
 
 from datera_glance.edf import errors, models
 from datera_glance.edf.access import AccessControl
-from datera_glance.edf.config import ClientConfig
+from datera_glance.edf.config import HTTPS_PORT, ClientConfig
 from datera_glance.edf.retry import RetryPolicy
 from datera_glance.edf.routes import (
     APP_INSTANCES,
@@ -34,7 +34,7 @@ from datera_glance.edf.routes import (
 from datera_glance.edf.session import DEFAULT_PAGE_SIZE, ApiSession
 from datera_glance.edf.transport import HttpSession, RequestHook, Route, Transport
 
-__all__ = ["EdfClient"]
+__all__ = ["EdfClient", "transport_warning"]
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +45,24 @@ ECOSYSTEM_DATA_SINCE = (3, 3)
 # Characters that mean something in an RQL match() regex. Not '-': names use it and an
 # escaped '-' is an error in some regex dialects.
 _REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
+
+
+def transport_warning(config: ClientConfig) -> str:
+    """What an operator must know about how the credentials travel, or "" when they are safe:
+    plain HTTP sends the password (at login) and the session key (every call) in clear text;
+    TLS without verification lets anyone on the path pose as the cluster."""
+    if not config.use_ssl:
+        return (
+            "plain HTTP: the password and the session key travel in clear text "
+            f"(port {config.port}{', ssl off' if config.ssl is False else ''}); "
+            f"use HTTPS (port {HTTPS_PORT})"
+        )
+    if not config.ssl_verify:
+        return (
+            "TLS certificate verification is OFF (ssl_verify=False): the connection can be "
+            "intercepted and the password read"
+        )
+    return ""
 
 
 def _regex_escape(text: str) -> str:
@@ -88,12 +106,9 @@ class EdfClient(AccessControl):
         self._sleep = sleep
         self._clock = clock
         self._system: models.System | None = None
-        if config.use_ssl and not config.ssl_verify:
-            LOG.warning(
-                "TLS certificate verification is OFF for EDF %s (ssl_verify=False): "
-                "the connection can be intercepted",
-                config.base_url,
-            )
+        warning = transport_warning(config)
+        if warning:
+            LOG.warning("EDF %s: %s", config.base_url, warning)
 
     def __repr__(self) -> str:
         return f"EdfClient({self.config.base_url}, tenant={self.config.tenant!r})"
