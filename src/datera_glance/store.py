@@ -690,6 +690,8 @@ class Store(driver.Store):
         verifier: Any = None,
     ) -> tuple[str, int, str, str, dict[str, Any]]:
         """Store an image; see the module docstring for the layout on EDF."""
+        if image_size < 0:  # glance answers Invalid with 400 (tests/unit/test_store_hostile.py)
+            raise exceptions.Invalid(message=f"Image {image_id}: size {image_size} is negative")
         parts = self._configured()
         settings, client = parts.settings, parts.client
         name = ai_name(image_id)

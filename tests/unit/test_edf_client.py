@@ -214,6 +214,7 @@ def test_the_system_ca_bundle_is_the_systems_not_certifis() -> None:
     assert system == system_ca_bundle() and system
     assert system != certifi.where()
     assert ClientConfig(host="edf.example").verify is True  # requests then takes certifi's
+    assert options.ca_file(SYSTEM_CA) == SYSTEM_CA  # accepted as a value of the option
     help_text = str(next(o.help for o in options.get_opts() if o.name == "datera_ssl_ca_file"))
     assert "certifi" in help_text and "``system``" in help_text
 
