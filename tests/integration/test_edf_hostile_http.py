@@ -16,7 +16,7 @@ import pytest
 
 from datera_glance.edf import ClientConfig, EdfClient, errors
 from datera_glance.edf.transport import MAX_BODY_BYTES
-from tests.plugins.hostile_http import HostileServer, Script, drip, flood
+from tests.plugins.hostile_http import HostileServer, Script, drip, flood, gzip_bomb
 
 SYSTEM = ("GET", "/v2.2/system")
 
@@ -73,6 +73,7 @@ def test_a_dripping_server_cannot_hold_a_call_past_its_deadline() -> None:
         pytest.param(flood(MAX_BODY_BYTES + (8 << 20)), id="declared"),
         pytest.param(flood(MAX_BODY_BYTES + (8 << 20), declare=False), id="undeclared"),
         pytest.param(flood(MAX_BODY_BYTES + (8 << 20), chunked=True), id="chunked"),
+        pytest.param(gzip_bomb(MAX_BODY_BYTES + (8 << 20)), id="gzip bomb"),
     ],
 )
 def test_an_oversized_answer_fails_without_being_read_whole(script: Script) -> None:

@@ -12,6 +12,7 @@ import http.server
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,24 @@ def flood(total: int, *, declare: bool = True, chunked: bool = False) -> Script:
             handler.wfile.write(b"0\r\n\r\n")
         if not declare and not chunked:
             handler.close_connection = True
+
+    return run
+
+
+def gzip_bomb(total: int) -> Script:
+    """Send a 200 whose gzip-encoded body is small and unpacks to ``total`` blanks."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    piece = b" " * (1 << 20)
+    packed = b"".join(packer.compress(piece) for _ in range(total // len(piece)))
+    packed += packer.flush()
+
+    def run(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(packed)))
+        handler.end_headers()
+        handler.wfile.write(packed)
 
     return run
 
