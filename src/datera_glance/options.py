@@ -319,6 +319,10 @@ and time for sparse images. Like ``rbd_thin_provisioning`` and
         help="""
 Seconds to wait for the cluster's answer to one REST request.
 
+The whole answer, not each read of it: an answer still incomplete after this (plus the
+connect time-out, at most 10 seconds) fails like a time-out and the call is retried until
+``datera_retry_deadline``.
+
 Related options:
     * datera_retry_deadline
 """,
