@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from datera_glance.cli.errors import explain
 from datera_glance.edf import EdfClient, errors
 from datera_glance.edf.session import DEFAULT_PAGE_SIZE, MAX_LISTED
 from datera_glance.edf.transport import MAX_BODY_BYTES
@@ -305,3 +306,10 @@ def test_a_page_bigger_than_asked_is_refused() -> None:
     _pages(fake, lambda params: {"data": [AI] * 3, "metadata": {"limit": 2}})
     with pytest.raises(errors.UnexpectedResponse, match="3 items where 2 were asked"):
         make_client(fake, page_size=2).list_app_instances()
+
+
+def test_the_command_line_says_what_to_check() -> None:
+    """``datera-glance check`` and every command print an unexpected answer with a fix that
+    names the options (before: no fix at all)."""
+    problem = explain(errors.UnexpectedResponse("unexpected answer: HTTP 302", method="GET"))
+    assert "datera_san_ip" in problem.fix and "HTTP 302" in problem.message
