@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from datera_glance.edf import errors, models
+from datera_glance.edf import errors, models, product
 from datera_glance.edf.access import AccessControl
 from datera_glance.edf.config import HTTPS_PORT, ClientConfig
 from datera_glance.edf.retry import RetryPolicy
@@ -67,6 +67,19 @@ def transport_warning(config: ClientConfig) -> str:
 
 def _regex_escape(text: str) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", text)
+
+
+def _log_product(system: models.System) -> None:
+    verdict = product.support_of(system.version_tuple)
+    level = logging.WARNING if verdict is product.Support.UNKNOWN else logging.INFO
+    LOG.log(
+        level,
+        "Datera EDF cluster %s: product version %s (%s; supported: %s)",
+        system.name or "-",
+        system.sw_version,
+        verdict.value,
+        product.lines(product.SUPPORTED),
+    )
 
 
 class EdfClient(AccessControl):
@@ -133,8 +146,10 @@ class EdfClient(AccessControl):
     # -- system and tenants ----------------------------------------------------------------
 
     def system(self) -> models.System:
-        """``GET /system`` (also refreshes the cached product version)."""
+        """``GET /system`` (also refreshes the cached product version; the first one logs it)."""
         system = self._api.call("GET", SYSTEM, models.System.from_json)
+        if self._system is None:
+            _log_product(system)
         self._system = system
         return system
 
