@@ -37,9 +37,7 @@ def cli(
     env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
     if password is not None:
         env[PASSWORD_ENV] = password
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().rstrip("\n")

@@ -42,7 +42,9 @@ def _refused(data_dir: Path, match: str) -> None:
 # ---- the data directory ----------------------------------------------------------------
 
 
-def test_new_data_dir_is_private(simulator_factory: Callable[..., Simulator], tmp_path: Path) -> None:
+def test_new_data_dir_is_private(
+    simulator_factory: Callable[..., Simulator], tmp_path: Path
+) -> None:
     data_dir = tmp_path / "new" / "edf"
     simulator_factory(data_dir=data_dir)
     assert _mode(data_dir) == 0o700
@@ -212,7 +214,9 @@ def test_volume_snapshot_and_clone_files_are_private(
     edf.call("PUT", f"/app_instances/{ai['id']}{VOL}", json={"size": 2})
     src = {"path": f"/app_instances/{ai['id']}{VOL}"}
     edf.call(
-        "POST", "/app_instances", json={"name": "clone", "create_mode": "openstack", "clone_volume_src": src}
+        "POST",
+        "/app_instances",
+        json={"name": "clone", "create_mode": "openstack", "clone_volume_src": src},
     )
     files = sorted((data_dir / "volumes").iterdir())
     assert [f.suffix for f in files].count(".img") == 2 and len(files) == 3

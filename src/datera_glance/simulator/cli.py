@@ -20,9 +20,9 @@ from datera_glance.simulator.media import MediaError
 from datera_glance.simulator.persistence import ensure_data_dir, write_file_atomic
 
 #: The login password, when no --password-file is given (never on the command line).
-PASSWORD_ENV = "DATERA_GLANCE_SIM_PASSWORD"
+PASSWORD_ENV = "DATERA_GLANCE_SIM_PASSWORD"  # noqa: S105 (a variable name)
 #: In the data directory: the password generated when none is given.
-PASSWORD_FILE = "password"
+PASSWORD_FILE = "password"  # noqa: S105 (a file name)
 
 _UNITS = {"": 1, "B": 1, "K": units.Ki, "M": units.Mi, "G": units.Gi, "T": units.Ti, "P": units.Pi}
 

@@ -36,7 +36,7 @@ LOG = logging.getLogger(__name__)
 
 #: In the data directory: the token ``/_sim/`` requests send as ``Sim-Token`` (0600, new at
 #: every start).
-CONTROL_TOKEN_FILE = "control-token"
+CONTROL_TOKEN_FILE = "control-token"  # noqa: S105 (a file name)
 
 
 class Simulator:

@@ -103,9 +103,7 @@ class Gateway:
             )
             return Response(500, body)
 
-    def _control(
-        self, method: str, path: str, headers: Mapping[str, str], raw: bytes
-    ) -> Response:
+    def _control(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Response:
         """``/_sim/`` requests: the control token or a session, no faults; errors are
         ``{"message"}`` bodies."""
         req = Request(method=method, version="", path=path)
@@ -123,7 +121,6 @@ class Gateway:
         except ApiError as err:
             return Response(err.status, {"message": err.message})
         return result if isinstance(result, Response) else Response(200, result)
-
 
     def _control_allowed(self, headers: Mapping[str, str]) -> bool:
         """The control token (``Sim-Token``) or a live EDF session key (``Auth-Token``): a

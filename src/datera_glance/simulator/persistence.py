@@ -15,6 +15,7 @@ a planted symbolic link is replaced, never followed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -239,10 +240,8 @@ def ensure_data_dir(data_dir: Path) -> None:
                 "directory; choose a --data-dir under a directory only root can write"
             )
     real.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(real, 0o700)
-    except FileExistsError:
-        pass
     _check_private_dir(real, what="data directory")
     for name in PRIVATE_DIRS:
         if os.path.lexists(real / name):
