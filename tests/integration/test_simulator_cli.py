@@ -308,6 +308,7 @@ def test_cli_generates_a_password_when_none_is_given(tmp_path: Path) -> None:
         written = data_dir / "password"
         generated = written.read_text().strip()
         assert len(generated) >= 20
+        assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_\-\.]{2,127}", generated)  # EDF's schema
         assert written.stat().st_mode & 0o777 == 0o600
         assert _login_status(url, generated) == 200
         assert _login_status(url, "password") == 401

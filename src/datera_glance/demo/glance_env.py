@@ -20,7 +20,6 @@ import logging
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datera_glance import host
-from datera_glance.simulator.cli import PASSWORD_ENV
+from datera_glance.simulator.cli import PASSWORD_ENV, generate_password
 from datera_glance.simulator.facade import SimControl
 
 LOG = logging.getLogger(__name__)
@@ -796,7 +795,7 @@ class SimulatorProcess:
         self.media = media
         self.username = username
         # Random unless given; the child reads it from its environment, never its argv.
-        self.password = password or secrets.token_urlsafe(16)
+        self.password = password or generate_password()
         self.capacity = capacity
         self.python = python
         self.host = "127.0.0.1"

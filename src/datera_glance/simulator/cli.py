@@ -108,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
+def generate_password() -> str:
+    """A random login password EDF's schema accepts (a letter or ``_`` first, then letters,
+    digits, ``_``, ``-``, ``.``; 3 to 128 characters)."""
+    return "sim_" + secrets.token_urlsafe(24)
+
+
 class PasswordError(ValueError):
     """The password file named on the command line cannot be used."""
 
@@ -132,7 +138,7 @@ def read_password(args: argparse.Namespace) -> str:
         if lines and lines[0]:
             print(f"simulator: login password from {path}", file=sys.stderr)
             return lines[0]
-    password = secrets.token_urlsafe(24)
+    password = generate_password()
     write_file_atomic(path, password.encode() + b"\n", 0o600)
     print(
         f"simulator: no --password-file or ${PASSWORD_ENV}: generated a login password "
