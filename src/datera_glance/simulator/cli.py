@@ -131,7 +131,7 @@ def read_password(args: argparse.Namespace) -> str:
             raise PasswordError(f"--password-file {args.password_file}: its first line is empty")
         return lines[0]
     if os.environ.get(PASSWORD_ENV):
-        return os.environ[PASSWORD_ENV]
+        return os.environ.pop(PASSWORD_ENV)  # not passed on to losetup
     path = Path(args.data_dir) / PASSWORD_FILE
     if path.exists():
         lines = path.read_text().splitlines()
