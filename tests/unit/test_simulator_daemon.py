@@ -179,11 +179,11 @@ def test_volume_paths_come_only_from_the_volumes_directory(
     sim = simulator_factory(data_dir=data_dir)
     edf = Edf(sim)
     [listed] = sim.state()["app_instances"]
-    assert Path(listed["file"]).parent == data_dir / "volumes"
     snaps = edf.call("GET", f"/app_instances/{ai['id']}{VOL}/snapshots")["data"]
     edf.call("DELETE", f"/app_instances/{ai['id']}{VOL}/snapshots/{snaps[0]['utc_ts']}")
     edf.call("DELETE", f"/app_instances/{ai['id']}", json={"force": True})
     assert outside.read_text() == "keep me\n"
+    assert Path(listed["file"]).parent == data_dir / "volumes"
     assert list((data_dir / "volumes").iterdir()) == []
 
 
