@@ -55,6 +55,11 @@ def cli(
                 stream.close()
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``datera-glance simulator ARGS`` that is expected to exit at once."""
+    return subprocess.run([*SIMULATOR, *args], capture_output=True, text=True, timeout=60)
+
+
 def _login(url: str, password: str = "sim_pass", **kwargs: Any) -> str:
     r = requests.put(
         f"{url}/v2.2/login", json={"name": "sim_user", "password": password}, timeout=10, **kwargs
@@ -166,19 +171,9 @@ def test_cli_media_flag_and_its_old_spelling(tmp_path: Path) -> None:
         assert device.startswith(str(tmp_path / "volumes"))
         proc.terminate()
         assert proc.wait(15) == 0
-    usage = subprocess.run(
-        [*SIMULATOR, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    usage = run_cli("--help").stdout
     assert "--media" in usage and "--backend" not in usage
-    bad = subprocess.run(
-        [*SIMULATOR, "--data-dir", str(tmp_path), "--media", "nvme"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("--data-dir", str(tmp_path), "--media", "nvme")
     assert bad.returncode == 2 and "listening" not in bad.stdout
 
 
@@ -261,12 +256,7 @@ def _login_status(url: str, password: str) -> int:
 
 def test_cli_password_on_the_command_line_is_refused(tmp_path: Path) -> None:
     """Before: accepted, and every local user read it in ``ps``."""
-    proc = subprocess.run(
-        [*SIMULATOR, "--data-dir", str(tmp_path), "--password", "in-ps"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("--data-dir", str(tmp_path), "--password", "in-ps")
     assert proc.returncode == 2 and "listening" not in proc.stdout
     assert "--password-file" in proc.stderr and PASSWORD_ENV in proc.stderr
     assert not (tmp_path / "state.json").exists()
@@ -292,12 +282,7 @@ def test_cli_password_file(tmp_path: Path) -> None:
         assert _login_status(url, "password") == 401
         proc.terminate()
         assert proc.wait(15) == 0
-    missing = subprocess.run(
-        [*SIMULATOR, "--data-dir", str(tmp_path / "d"), "--password-file", str(tmp_path / "no")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = run_cli("--data-dir", str(tmp_path / "d"), "--password-file", str(tmp_path / "no"))
     assert missing.returncode == 1 and "--password-file" in missing.stderr
 
 
