@@ -159,6 +159,7 @@ class AppInstance:
     tenant: str
     admin_state: str
     storage_instances: tuple[StorageInstance, ...]
+    descr: str = ""  # set by whoever created it (datera_glance.ownership's marker)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> AppInstance:
@@ -172,6 +173,7 @@ class AppInstance:
             storage_instances=tuple(
                 StorageInstance.from_json(si) for si in obj.get("storage_instances") or ()
             ),
+            descr=_str(obj, "descr"),
         )
 
     @property
