@@ -97,8 +97,9 @@ def claim(ai: models.AppInstance, metadata: Mapping[str, Any]) -> Claim:
     if ai.name.startswith(AI_PREFIX) and upload_state.UploadRecord.from_metadata(metadata):
         return Claim(image_id, True, "an upload of an earlier datera-glance (upload record)")
     kind = metadata.get("type")
-    detail = f"its metadata type is {kind!r}" if kind else "no datera-glance descr or metadata"
-    return Claim(image_id, False, detail)
+    if kind:
+        return Claim(image_id, False, f"its metadata type is {kind!r}")
+    return Claim(image_id, False, "no datera-glance descr, type: image or upload record")
 
 
 @dataclass(frozen=True)
