@@ -16,13 +16,14 @@ neighbours are made with Datera's SDK by the calls Datera/cinder-driver makes
   snapshot, metadata ``type: cached_image``, offline (its name holds the id of our image);
 - ``clone``: ``_clone_image_2_2`` of glance image B: ``OS-<volume id>`` cloned from B's volume.
 
-Next to them: glance images A, B and C (``Store.add``), a ``datera-glance put`` killed while it
+Next to them: glance images A and B (``Store.add``), a ``datera-glance put`` killed while it
 wrote (its upload record names a dead process) and the app instance an upload killed between
 its create request and its first metadata write leaves (the create request alone). Then each
 command and Store operation runs; after each, every neighbour's app instance (as the simulator
 keeps it: name, uuid, descr, admin state, ACL, size, metadata) and the sha256 of its volume are
-compared with what they were. The program prints one JSON document: the steps, what each
-answered, and which neighbours it changed.
+compared with what they were before that step. Each group of steps gets neighbours (and images
+A and B) of its own, so that one step's damage cannot hide the next one's. The program prints
+one JSON document: the steps, what each answered, and which neighbours it changed.
 """
 
 from __future__ import annotations
@@ -177,8 +178,9 @@ def volume_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cinder_neighbours(api: Any, cluster: Cluster, image_a: str, project: str) -> None:
-    """The neighbours of the module docstring except ``clone`` (it needs image B)."""
+def cinder_neighbours(api: Any, cluster: Cluster, image_a: str, project: str, group: str) -> None:
+    """The neighbours of the module docstring except ``clone`` (it needs image B), their
+    roles prefixed with ``group:``."""
     with_md, without_md = CinderVolumes(api, True), CinderVolumes(api, False)
 
     def volume(display_name: str = "") -> dict[str, Any]:
@@ -194,17 +196,17 @@ def cinder_neighbours(api: Any, cluster: Cluster, image_a: str, project: str) ->
         calls.create_volume(vol)
         name = calls.get_name(vol)
         cluster.write(name, os.urandom(units.Mi + 7))
-        cluster.neighbours[role] = str((cluster.entry(name) or {})["id"])
+        cluster.neighbours[f"{group}:{role}"] = str((cluster.entry(name) or {})["id"])
     cache = {"id": image_a, "project_id": project, "size": 1}
     with_md.cache_image(cache, lambda: cluster.write(f"OS-{image_a}", os.urandom(3 * units.Mi)))
-    cluster.neighbours["cache"] = str((cluster.entry(f"OS-{image_a}") or {})["id"])
+    cluster.neighbours[f"{group}:cache"] = str((cluster.entry(f"OS-{image_a}") or {})["id"])
 
 
-def cinder_clone(api: Any, cluster: Cluster, image_b: str, project: str) -> None:
+def cinder_clone(api: Any, cluster: Cluster, image_b: str, project: str, group: str) -> None:
     calls = CinderVolumes(api, True)
     volume = {"id": str(uuid.uuid4()), "project_id": project, "size": 1, "display_name": ""}
     calls.create_cloned_volume(volume, {"id": image_b, "project_id": project, "size": 1})
-    cluster.neighbours["clone"] = str((cluster.entry(f"OS-{volume['id']}") or {})["id"])
+    cluster.neighbours[f"{group}:clone"] = str((cluster.entry(f"OS-{volume['id']}") or {})["id"])
 
 
 def killed_put(cli: Cli, cluster: Cluster) -> str:
@@ -249,15 +251,36 @@ def created_only(sim: Simulator) -> str:
 class Steps:
     """Runs the operations; records what each answered and which neighbours it changed."""
 
-    def __init__(self, cluster: Cluster, cli: Cli, store: Store) -> None:
-        self.cluster, self.cli, self.store = cluster, cli, store
+    def __init__(self, cluster: Cluster, cli: Cli, store: Store, api: Any) -> None:
+        self.cluster, self.cli, self.store, self.api = cluster, cli, store, api
+        self.project = uuid.uuid4().hex
         self.before = cluster.seen()
         self.done: list[dict[str, Any]] = []
+        self.images: dict[str, dict[str, str]] = {}  # group -> "A"/"B" -> image id
+
+    def neighbourhood(self, group: str) -> dict[str, str]:
+        """Fresh neighbours for ``group`` (each destructive step gets its own, so that what
+        one step did cannot hide what the next does) beside fresh images A and B of glance's;
+        each neighbour's uuid by role (Cinder's volume id; the image id for its cache)."""
+        ids = {key: str(uuid.uuid4()) for key in "AB"}
+        cinder_neighbours(self.api, self.cluster, ids["A"], self.project, group)
+        for key in "AB":
+            self.store.add(ids[key], io.BytesIO(os.urandom(2 * units.Mi + 3)), 0, "sha256")
+        cinder_clone(self.api, self.cluster, ids["B"], self.project, group)
+        self.images[group] = ids
+        self.before = self.cluster.seen()
+        return {
+            role.split(":", 1)[1]: ai["uuid"]
+            for role, ai in self.before.items()
+            if role.startswith(f"{group}:")
+        }
 
     def record(self, name: str, answer: dict[str, Any]) -> None:
+        """``changed``: the neighbours this step changed (or deleted)."""
         now = self.cluster.seen()
         changed = sorted(role for role in self.before if now[role] != self.before[role])
         self.done.append({"step": name, **answer, "changed": changed})
+        self.before = now
 
     def command(self, name: str, *args: str) -> None:
         result = self.cli.run(*args)
@@ -278,36 +301,41 @@ class Steps:
         )
 
 
-def operations(steps: Steps, ids: dict[str, str], vid: dict[str, str]) -> None:
-    """Every command and Store operation of the issue, in an order that lets each be seen.
-    ``vid``: each neighbour's uuid (Cinder's volume id, the image id for its cache)."""
+def operations(steps: Steps) -> None:
+    """Every command and Store operation of the issue, each group on fresh neighbours."""
+    vid = steps.neighbourhood("look")
     steps.command("ls", "ls", "--json")
     steps.command("ls --all", "ls", "--all", "--json")
     for role in ("plain", "named_image", "clone"):
         steps.command(f"show {role}", "show", vid[role], "--json")
         steps.command(f"verify {role}", "verify", vid[role], "--json")
-        steps.command(f"rm {role}", "rm", vid[role], "--json")
-    steps.command("show A", "show", ids["A"], "--json")
+    steps.command("show A", "show", steps.images["look"]["A"], "--json")
     steps.command("verify --all", "verify", "--all", "--json")
+    vid = steps.neighbourhood("rm")
+    for role in ("plain", "named_image", "clone"):
+        steps.command(f"rm {role}", "rm", vid[role], "--json")
+    steps.command("rm A", "rm", steps.images["rm"]["A"], "--json")  # its cache stays
+    vid = steps.neighbourhood("add")
     data = io.BytesIO(os.urandom(units.Mi))
     steps.store_call(
         "add over named_image_bare",
         lambda: steps.store.add(vid["named_image_bare"], data, units.Mi, "sha256"),
     )
+    vid = steps.neighbourhood("delete")
     for role, leaf, tenant in (
         ("named_image", vid["named_image"], ""),  # the original driver's tenant-less URI
-        ("cache", f"OS-{ids['A']}", ""),  # its first version's form, Cinder's cache there
+        ("cache", f"OS-{vid['cache']}", ""),  # its first version's form, Cinder's cache there
         ("plain", f"OS-{vid['plain']}", TENANT),
         ("bare", f"OS-{vid['bare']}", ""),
     ):
         where = steps.location(leaf, tenant)
         steps.store_call(f"delete {role}", lambda where=where: steps.store.delete(where))
         steps.store_call(f"get_size {role}", lambda where=where: steps.store.get_size(where))
+    b = steps.location(steps.images["delete"]["B"], TENANT)
+    steps.store_call("delete B", lambda: steps.store.delete(b))  # its clone stays
+    steps.neighbourhood("gc")
     steps.command("gc dry run", "gc", "--older-than", "0", "--json")
     steps.command("gc --apply", "gc", "--older-than", "0", "--apply", "--json")
-    steps.command("rm A", "rm", ids["A"], "--json")
-    b = steps.location(ids["B"], TENANT)
-    steps.store_call("delete B", lambda: steps.store.delete(b))
     steps.store_call("sweep", lambda: steps.store.configure(re_raise_bsc=True))
     steps.command("ls at the end", "ls", "--all", "--json")
 
@@ -325,26 +353,24 @@ def run(work: Path) -> dict[str, Any]:
         store.configure(re_raise_bsc=True)
         api = dfs_sdk.get_api("127.0.0.1", "admin", "password", "v2.2", secure=False,
                               disable_log=True, schema_loc=str(work / "cached-schema"))  # fmt: skip
-        project = uuid.uuid4().hex
-        ids = {key: str(uuid.uuid4()) for key in "ABC"}
         cluster = Cluster(sim)
-        cinder_neighbours(api, cluster, ids["A"], project)
-        for key in "ABC":
-            store.add(ids[key], io.BytesIO(os.urandom(2 * units.Mi + 3)), 0, "sha256")
-        cinder_clone(api, cluster, ids["B"], project)
-        ids["killed"] = killed_put(cli, cluster)
-        ids["created_only"] = created_only(sim)
-        seen = cluster.seen()
-        names = {role: ai["name"] for role, ai in seen.items()}
-        steps = Steps(cluster, cli, store)
+        ids = {"killed": killed_put(cli, cluster), "created_only": created_only(sim)}
+        steps = Steps(cluster, cli, store, api)
         try:
-            operations(steps, ids, {role: ai["uuid"] for role, ai in seen.items()})
+            operations(steps)
         finally:
             store.close()
         left = {ai["name"] for ai in sim.state()["app_instances"]}
-        ours_left = sorted(key for key, image_id in ids.items() if f"OS-IMAGE-{image_id}" in left)
-        return {"ids": ids, "names": names, "steps": steps.done, "ours_left": ours_left,
-                "neighbours_left": sorted(r for r, ai in cluster.seen().items() if ai)}  # fmt: skip
+        seen = cluster.seen()
+        return {
+            "leftovers": ids,
+            "images": steps.images,
+            "names": {role: ai["name"] for role, ai in seen.items() if ai},
+            "steps": steps.done,
+            "ours_left": sorted(name for name in left if name.startswith("OS-IMAGE-")),
+            "neighbours": sorted(cluster.neighbours),
+            "neighbours_left": sorted(role for role, ai in seen.items() if ai),
+        }
     except dexceptions.ApiError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:
