@@ -133,6 +133,12 @@ class Cluster:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.neighbours: dict[str, str] = {}  # role -> app instance id
+        self.names: dict[str, str] = {}  # role -> app instance name
+
+    def made(self, role: str, name: str) -> None:
+        """Note the neighbour ``role``, just made as ``name``."""
+        self.neighbours[role] = str((self.entry(name) or {})["id"])
+        self.names[role] = name
 
     def entry(self, name: str) -> dict[str, Any] | None:
         for ai in self.sim.state()["app_instances"]:
@@ -196,17 +202,17 @@ def cinder_neighbours(api: Any, cluster: Cluster, image_a: str, project: str, gr
         calls.create_volume(vol)
         name = calls.get_name(vol)
         cluster.write(name, os.urandom(units.Mi + 7))
-        cluster.neighbours[f"{group}:{role}"] = str((cluster.entry(name) or {})["id"])
+        cluster.made(f"{group}:{role}", name)
     cache = {"id": image_a, "project_id": project, "size": 1}
     with_md.cache_image(cache, lambda: cluster.write(f"OS-{image_a}", os.urandom(3 * units.Mi)))
-    cluster.neighbours[f"{group}:cache"] = str((cluster.entry(f"OS-{image_a}") or {})["id"])
+    cluster.made(f"{group}:cache", f"OS-{image_a}")
 
 
 def cinder_clone(api: Any, cluster: Cluster, image_b: str, project: str, group: str) -> None:
     calls = CinderVolumes(api, True)
     volume = {"id": str(uuid.uuid4()), "project_id": project, "size": 1, "display_name": ""}
     calls.create_cloned_volume(volume, {"id": image_b, "project_id": project, "size": 1})
-    cluster.neighbours[f"{group}:clone"] = str((cluster.entry(f"OS-{volume['id']}") or {})["id"])
+    cluster.made(f"{group}:clone", f"OS-{volume['id']}")
 
 
 def killed_put(cli: Cli, cluster: Cluster) -> str:
@@ -310,7 +316,12 @@ def operations(steps: Steps) -> None:
         steps.command(f"show {role}", "show", vid[role], "--json")
         steps.command(f"verify {role}", "verify", vid[role], "--json")
     steps.command("show A", "show", steps.images["look"]["A"], "--json")
+    untagged = steps.images["look"]["untagged"] = str(uuid.uuid4())
+    steps.store.add(untagged, io.BytesIO(os.urandom(units.Mi)), units.Mi, "sha256")
+    ai = steps.api.app_instances.list(filter=f"match(name,.*{untagged}.*)", tenant=TENANT)[0]
+    ai.metadata.set(tenant=TENANT, type="")  # an image of ours loses its tag
     steps.command("verify --all", "verify", "--all", "--json")
+    steps.command("check", "check", "--json")
     vid = steps.neighbourhood("rm")
     for role in ("plain", "named_image", "clone"):
         steps.command(f"rm {role}", "rm", vid[role], "--json")
@@ -365,7 +376,7 @@ def run(work: Path) -> dict[str, Any]:
         return {
             "leftovers": ids,
             "images": steps.images,
-            "names": {role: ai["name"] for role, ai in seen.items() if ai},
+            "names": cluster.names,
             "steps": steps.done,
             "ours_left": sorted(name for name in left if name.startswith("OS-IMAGE-")),
             "neighbours": sorted(cluster.neighbours),

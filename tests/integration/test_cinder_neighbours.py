@@ -77,6 +77,8 @@ def test_ls_lists_only_glance_images(seen: dict[str, Any]) -> None:
     everything = doc(step(seen, "ls --all"))["images"]
     foreign = {i["app_instance"] for i in everything if i["state"] == "not glance's"}
     assert foreign == {seen["names"][f"look:{role}"] for role in ROLES}
+    # image A's own app instance, not Cinder's cache of it (OS-<A>)
+    assert doc(step(seen, "show A"))["app_instance"] == f"OS-IMAGE-{images['A']}"
 
 
 @pytest.mark.parametrize("command", ["show", "verify", "rm"])
@@ -90,13 +92,20 @@ def test_show_verify_rm_refuse_a_cinder_volume(
     assert f"app instance {name} is not glance's" in found["err"], found["err"]
 
 
-def test_show_and_verify_find_glance_image_not_cinder_cache_of_it(seen: dict[str, Any]) -> None:
+def test_verify_and_check_report_an_image_that_lost_its_type_tag(seen: dict[str, Any]) -> None:
+    """Datera's Cinder driver force-deletes an app instance it finds for an image when its
+    metadata lacks ``type: image`` (``datera_api22.py`` ``_clone_image_2_2``)."""
     images = seen["images"]["look"]
-    assert doc(step(seen, "show A"))["app_instance"] == f"OS-IMAGE-{images['A']}"
     verified = doc(step(seen, "verify --all"))
-    assert verified["ok"] is True
-    assert sorted(i["id"] for i in verified["images"]) == sorted(images.values())
-    assert step(seen, "verify plain")["rc"] == 1  # asked for by id, a volume is refused
+    assert verified["ok"] is False
+    status = {i["id"]: i["status"] for i in verified["images"]}
+    assert status[images["A"]] == status[images["B"]] == "ok"
+    assert status[images["untagged"]].startswith("untagged: complete, but its metadata lacks")
+    assert sorted(status) == sorted(images.values())
+    check = step(seen, "check")
+    assert check["rc"] == 1
+    [tags] = [c for c in doc(check)["checks"] if c["name"] == "image tags"]
+    assert tags["status"] == "error" and f"OS-IMAGE-{images['untagged']}" in tags["detail"]
 
 
 def test_rm_deletes_our_image_and_leaves_cinder_cache_of_it(seen: dict[str, Any]) -> None:
