@@ -76,6 +76,60 @@ def test_multistore_through_glance_store_api(
         close_clients(stores)
 
 
+def test_two_backends_in_one_tenant_refused_at_start(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any
+) -> None:
+    """Two Datera backends on one cluster and tenant would both name an image ``OS-IMAGE-<id>``
+    there: copying an image from one to the other fails with Duplicate, and Datera's Cinder
+    driver (``datera_common.cvol_to_ai``: ``match(name,.*<id>.*)``, first hit) must find one
+    app instance per image. The second is refused at glance-api's start naming
+    ``datera_tenant_id``; glance-api and the first keep working, the second's images stay
+    readable (glance_store/driver.py ``configure`` clears only WRITE_ACCESS on
+    ``BadStoreConfiguration``). With a tenant of its own, the same image goes to both."""
+    conf = cfg.CONF
+    global_conf.config(enabled_backends={"flash": "datera", "hybrid": "datera"})
+    multi_api.register_store_opts(conf)
+    locks = str(tmp_path / "locks")
+    for name, value in datera_options(simulator, locks).items():
+        global_conf.config(group="flash", **{name: value})
+        global_conf.config(group="hybrid", **{name: value})
+    global_conf.config(group="flash", datera_placement_mode="all_flash")
+    global_conf.config(group="glance_store", default_backend="flash")
+    assert multi_api.create_multi_stores(conf) == 2
+    flash, hybrid = (multi_api.get_store_from_store_identifier(b) for b in ("flash", "hybrid"))
+    stores = [flash, hybrid]
+    try:
+        shared = r"datera_tenant_id of backend hybrid is /root on cluster .* as backend flash's"
+        with pytest.raises(exceptions.BadStoreConfiguration, match=shared) as refused:
+            hybrid.configure(re_raise_bsc=True)
+        assert "give [hybrid] a tenant of its own" in str(refused.value)
+        data = os.urandom(units.Mi + 5)
+        image_id = str(uuid.uuid4())
+        uri = multi_api.add_with_multihash(
+            conf, image_id, io.BytesIO(data), len(data), "flash", "sha256"
+        )[0]
+        with pytest.raises(exceptions.StoreAddDisabled):
+            multi_api.add_with_multihash(
+                conf, image_id, io.BytesIO(data), len(data), "hybrid", "sha256"
+            )
+        it, _ = multi_api.get(uri, "hybrid")  # still readable there
+        assert b"".join(it) == data
+
+        global_conf.config(group="hybrid", datera_tenant_id="/root/hybrid")  # and a restart
+        restarted = Store(conf, backend="hybrid")
+        stores.append(restarted)
+        restarted.configure(re_raise_bsc=True)
+        copied = multi_api.store_add_to_backend_with_multihash(
+            image_id, io.BytesIO(data), len(data), "sha256", restarted
+        )[0]
+        assert copied != uri and copied.startswith(restarted.url_prefix)
+        multi_api.delete(uri, "flash")
+        restarted.delete(location.get_location_from_uri_and_backend(copied, "hybrid", conf=conf))
+        assert simulator.state()["app_instances"] == []
+    finally:
+        close_clients(stores)
+
+
 def test_legacy_single_store_through_glance_store_api(
     simulator: Simulator, global_conf: Overrides, tmp_path: Any
 ) -> None:
