@@ -29,6 +29,7 @@ one JSON document: the steps, what each answered, and which neighbours it change
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -340,8 +341,8 @@ def operations(steps: Steps) -> None:
         ("bare", f"OS-{vid['bare']}", ""),
     ):
         where = steps.location(leaf, tenant)
-        steps.store_call(f"delete {role}", lambda where=where: steps.store.delete(where))
-        steps.store_call(f"get_size {role}", lambda where=where: steps.store.get_size(where))
+        steps.store_call(f"delete {role}", functools.partial(steps.store.delete, where))
+        steps.store_call(f"get_size {role}", functools.partial(steps.store.get_size, where))
     b = steps.location(steps.images["delete"]["B"], TENANT)
     steps.store_call("delete B", lambda: steps.store.delete(b))  # its clone stays
     steps.neighbourhood("gc")
