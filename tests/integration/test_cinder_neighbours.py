@@ -12,17 +12,14 @@ ownership rule (``datera_glance.ownership``), ``ls`` listed them as orphans and
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.netns import run_isolated
+
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["bare", "cache", "clone", "named_image", "named_image_bare", "plain"]
 GROUPS = ["add", "delete", "gc", "look", "rm"]
 
@@ -30,19 +27,7 @@ GROUPS = ["add", "delete", "gc", "look", "rm"]
 @pytest.fixture(scope="module")
 def seen() -> dict[str, Any]:
     """One run of the program (about a minute and a half); its JSON result."""
-    if os.geteuid() != 0:
-        pytest.skip("unshare --net needs root")
-    script = 'ip link set lo up && exec "$0" -m tests.integration.cinder_neighbours'
-    proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, sys.executable],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_isolated("tests.integration.cinder_neighbours", timeout=600)
     assert "error" not in result, result["error"]
     assert result["neighbours"] == [f"{g}:{r}" for g in GROUPS for r in ROLES]
     names, images = result["names"], result["images"]

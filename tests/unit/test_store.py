@@ -27,19 +27,27 @@ from datera_glance.store import Store, StoreLocation, StoreSettings
 from tests.plugins.store import Overrides, StoreFactory, close_clients, datera_options
 
 
+def datera_backends(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any, names: tuple[str, str]
+) -> cfg.ConfigOpts:
+    """glance-api's conf with Datera backends ``names`` on ``simulator`` (the first the
+    default), options alike; the caller sets what differs before ``create_multi_stores``."""
+    conf = cfg.CONF
+    global_conf.config(enabled_backends=dict.fromkeys(names, "datera"))
+    multi_api.register_store_opts(conf)
+    for name, value in datera_options(simulator, str(tmp_path / "locks")).items():
+        for backend in names:
+            global_conf.config(group=backend, **{name: value})
+    global_conf.config(group="glance_store", default_backend=names[0])
+    return conf
+
+
 def test_multistore_through_glance_store_api(
     simulator: Simulator, global_conf: Overrides, tmp_path: Any
 ) -> None:
     """Two Datera backends on one cluster, told apart by tenant, as glance-api uses them."""
-    conf = cfg.CONF
-    global_conf.config(enabled_backends={"fast": "datera", "other": "datera"})
-    multi_api.register_store_opts(conf)
-    locks = str(tmp_path / "locks")
-    for name, value in datera_options(simulator, locks).items():
-        global_conf.config(group="fast", **{name: value})
-        global_conf.config(group="other", **{name: value})
+    conf = datera_backends(simulator, global_conf, tmp_path, ("fast", "other"))
     global_conf.config(group="other", datera_tenant_id="/root/other")
-    global_conf.config(group="glance_store", default_backend="fast")
     assert multi_api.create_multi_stores(conf) == 2
     multi_api.verify_store()
     stores = [multi_api.get_store_from_store_identifier(b) for b in ("fast", "other")]
@@ -86,15 +94,8 @@ def test_two_backends_in_one_tenant_refused_at_start(
     ``datera_tenant_id``; glance-api and the first keep working, the second's images stay
     readable (glance_store/driver.py ``configure`` clears only WRITE_ACCESS on
     ``BadStoreConfiguration``). With a tenant of its own, the same image goes to both."""
-    conf = cfg.CONF
-    global_conf.config(enabled_backends={"flash": "datera", "hybrid": "datera"})
-    multi_api.register_store_opts(conf)
-    locks = str(tmp_path / "locks")
-    for name, value in datera_options(simulator, locks).items():
-        global_conf.config(group="flash", **{name: value})
-        global_conf.config(group="hybrid", **{name: value})
+    conf = datera_backends(simulator, global_conf, tmp_path, ("flash", "hybrid"))
     global_conf.config(group="flash", datera_placement_mode="all_flash")
-    global_conf.config(group="glance_store", default_backend="flash")
     assert multi_api.create_multi_stores(conf) == 2
     flash, hybrid = (multi_api.get_store_from_store_identifier(b) for b in ("flash", "hybrid"))
     stores = [flash, hybrid]
