@@ -367,6 +367,7 @@ def run(work: Path) -> dict[str, Any]:
                               disable_log=True, schema_loc=str(work / "cached-schema"))  # fmt: skip
         cluster = Cluster(sim)
         ids = {"killed": killed_put(cli, cluster), "created_only": created_only(sim)}
+        descrs = {k: (cluster.entry(f"OS-IMAGE-{v}") or {}).get("descr") for k, v in ids.items()}
         steps = Steps(cluster, cli, store, api)
         try:
             operations(steps)
@@ -376,6 +377,7 @@ def run(work: Path) -> dict[str, Any]:
         seen = cluster.seen()
         return {
             "leftovers": ids,
+            "leftover_descrs": descrs,
             "images": steps.images,
             "names": cluster.names,
             "steps": steps.done,

@@ -108,6 +108,9 @@ def test_store_delete_and_get_size_leave_a_cinder_volume(seen: dict[str, Any], r
 
 
 def test_gc_collects_our_leftovers_only(seen: dict[str, Any]) -> None:
+    """Our killed upload carries the marker ``Store.add`` set in its create request."""
+    killed = seen["leftovers"]["killed"]
+    assert seen["leftover_descrs"]["killed"] == f"datera-glance image {killed}"
     leftovers = sorted(seen["leftovers"].values())
     dry = doc(step(seen, "gc dry run"))
     assert sorted(e["id"] for e in dry["leftovers"]) == leftovers
