@@ -40,6 +40,7 @@ def test_check_ok_table_and_json(simulator: Simulator, cli: Cli) -> None:
         "product": "ok",
         "tenant": "ok",
         "capacity": "ok",
+        "image tags": "ok",
         "connector": "ok",
         "lock_path": "ok",
         "huge pages": "ok" if host.thp_mode() in ("always", "madvise") else "warning",

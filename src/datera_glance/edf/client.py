@@ -188,11 +188,14 @@ class EdfClient(AccessControl):
         size_gib: int,
         replica_count: int = 3,
         placement_mode: str = "hybrid",
+        descr: str | None = None,
     ) -> models.AppInstance:
-        """Create an app instance with one SI ``storage-1`` holding one volume ``volume-1``."""
+        """Create an app instance with one SI ``storage-1`` holding one volume ``volume-1``;
+        ``descr`` (EDF: 3-128 letters, digits, spaces, ``_``, ``-``, ``.``) is set in the same
+        request."""
         if size_gib < 1:
             raise ValueError(f"size_gib must be at least 1, not {size_gib}")
-        body = {
+        body: dict[str, Any] = {
             "name": name,
             "uuid": uuid,
             "create_mode": "openstack",
@@ -212,10 +215,14 @@ class EdfClient(AccessControl):
                 }
             ],
         }
+        if descr is not None:
+            body["descr"] = descr
 
         def ours() -> dict[str, Any] | None:
             found = self._find_raw(name)
-            return found if found is not None and found.get("uuid") == uuid else None
+            if found is None or found.get("uuid") != uuid:
+                return None
+            return found if descr is None or found.get("descr") == descr else None
 
         return self._api.call(
             "POST", APP_INSTANCES, models.AppInstance.from_json, body, on_retried_conflict=ours

@@ -235,6 +235,7 @@ class AppInstance:
     tenant: str
     admin_state: str
     storage_instances: tuple[StorageInstance, ...]
+    descr: str = ""  # set by whoever created it (datera_glance.ownership's marker)
 
     @classmethod
     def from_json(cls, obj: Any, where: str = "app_instance") -> AppInstance:
@@ -250,6 +251,7 @@ class AppInstance:
                 StorageInstance.from_json(si, f"{where}.storage_instances[{i}]")
                 for i, si in enumerate(_items(obj, "storage_instances", where))
             ),
+            descr=_str(obj, "descr"),
         )
 
     @property

@@ -99,6 +99,7 @@ def _app_instance(ai: AppInstance) -> dict[str, Any]:
         "id": ai.id,
         "name": ai.name,
         "uuid": ai.uuid,
+        "descr": ai.descr,
         "admin_state": ai.admin_state,
         "size_gib": vol.size if vol else None,
         "file": vol.file if vol else None,
