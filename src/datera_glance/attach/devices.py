@@ -124,8 +124,8 @@ class PrivsepDeviceOwner:
     def lend(self, path: str, rdev: int | None) -> bool:
         uid = self._geteuid()
         real = os.path.realpath(path)
-        if uid == 0 or os.access(real, os.R_OK | os.W_OK):
-            return False
+        if uid == 0 or (uid == os.geteuid() and os.access(real, os.R_OK | os.W_OK)):
+            return False  # root, or the glance user may already (e.g. in group disk)
         if rdev is None:
             raise AttachError(f"{path} is not a block device: not handed to uid {uid}")
         from datera_glance import privileged
