@@ -174,7 +174,7 @@ def make_attacher(
     fake: FakeConnector,
     *,
     factory_calls: list[tuple[str, str]] | None = None,
-    owner: Owner | None = None,
+    owner: attach.DeviceOwner | None = None,
     euid: int = 0,
     **settings: Any,
 ) -> attach.Attacher:

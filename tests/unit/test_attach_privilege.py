@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,7 @@ def test_forged_records_drive_no_privileged_call(
     dev = loop_device(1 << 20)
     shm_link = pathlib.Path("/dev/shm") / f"datera-glance-test-{os.getpid()}"
     shm_link.symlink_to(victim)
-    extra = {"connector": "local", "initiator_name": "iqn.2026-12.test:h"}
+    extra: dict[str, Any] = {"connector": "local", "initiator_name": "iqn.2026-12.test:h"}
     client, conn = FakeClient(make_si(device_path=dev)), FakeConnector(dev)
     attacher = make_attacher(
         tmp_path,
@@ -144,8 +145,8 @@ def test_forged_records_drive_no_privileged_call(
             (dev, os.stat(dev).st_rdev),  # root's: never lent, so never given back
             (dev, 0),
         ]:
-            forged = {"props": props, "device_info": {"path": path}, "rdev": rdev, "lent": True,
-                      "boot": host.boot_id(), "users": []}  # fmt: skip
+            forged: dict[str, Any] = {"props": props, "device_info": {"path": path},
+                                      "rdev": rdev, "lent": True, "boot": host.boot_id()}  # fmt: skip
             record_path(tmp_path).write_text(json.dumps(forged))
             attacher.sweep()
             assert not record_path(tmp_path).exists()

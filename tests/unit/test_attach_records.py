@@ -47,9 +47,11 @@ def test_a_deeply_nested_record_is_ignored_not_fatal(
     client, conn = FakeClient(make_si()), FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn)
     record_path(tmp_path).write_text("[" * 100_000 + "]" * 100_000)
-    with caplog.at_level("WARNING", logger="datera_glance.attach"):
-        with attacher.attached(client.ai()) as path:
-            assert path == device
+    with (
+        caplog.at_level("WARNING", logger="datera_glance.attach"),
+        attacher.attached(client.ai()) as path,
+    ):
+        assert path == device
     assert "Ignoring attach record" in caplog.text
     assert len(conn.connects) == len(conn.disconnects) == 1
 
@@ -84,9 +86,11 @@ def test_a_symlinked_record_is_not_followed(
     elsewhere.write_text(_record(device, [attach.user_token()]))
     before = elsewhere.read_text()
     record_path(tmp_path).symlink_to(elsewhere)
-    with caplog.at_level("WARNING", logger="datera_glance.attach"):
-        with attacher.attached(client.ai()):
-            assert len(conn.connects) == 1  # attached afresh, not joined
+    with (
+        caplog.at_level("WARNING", logger="datera_glance.attach"),
+        attacher.attached(client.ai()),
+    ):
+        assert len(conn.connects) == 1  # attached afresh, not joined
     assert "Ignoring attach record" in caplog.text
     assert elsewhere.read_text() == before  # the symlink itself was replaced, not its target
     assert not record_path(tmp_path).is_symlink()
