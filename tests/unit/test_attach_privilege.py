@@ -145,8 +145,13 @@ def test_forged_records_drive_no_privileged_call(
             (dev, os.stat(dev).st_rdev),  # root's: never lent, so never given back
             (dev, 0),
         ]:
-            forged: dict[str, Any] = {"props": props, "device_info": {"path": path},
-                                      "rdev": rdev, "lent": True, "boot": host.boot_id()}  # fmt: skip
+            forged: dict[str, Any] = {
+                "props": props,
+                "device_info": {"path": path},
+                "rdev": rdev,
+                "lent": True,
+                "boot": host.boot_id(),
+            }
             record_path(tmp_path).write_text(json.dumps(forged))
             attacher.sweep()
             assert not record_path(tmp_path).exists()
