@@ -287,6 +287,20 @@ def test_chap_credentials_are_derived_set_and_handed_to_os_brick(
     assert [c for c in client.calls if c[0] == "set_chap"] == [("set_chap", AI_UUID, user, secret)]
 
 
+def test_chap_user_names_reveal_nothing_of_a_secret() -> None:
+    """EDF shows the user name (auth.target_user_name) and iSCSI sends it in clear: it is the
+    same whatever the key (before, it ended with 8 hex digits of the secret's HMAC, and a weak
+    cluster password was recovered offline). Each image's secret is its own: one recovered
+    secret tells nothing of another image's."""
+    user_a, secret_a = attach.chap_credentials(b"key-a-0123456789ab", AI_UUID)
+    user_b, secret_b = attach.chap_credentials(b"key-b-0123456789ab", AI_UUID)
+    assert user_a == user_b == f"glance-{AI_UUID.replace('-', '')[:12]}"
+    assert secret_a != secret_b
+    other_uuid = "0c7a1b3e-1111-4c39-9f6a-2f2a3f6f1c11"
+    assert attach.chap_credentials(b"key-a-0123456789ab", other_uuid)[1] != secret_a
+    assert secret_a not in user_a and all(len(s) == 16 for s in (secret_a, secret_b))
+
+
 def test_users_share_one_attachment_and_the_last_disconnects(
     tmp_path: pathlib.Path, device: str
 ) -> None:
