@@ -451,6 +451,28 @@ def test_iscsi_properties_need_access() -> None:
         attach.iscsi_properties(make_si(ips=()))
 
 
+@pytest.mark.parametrize(
+    "access",
+    [
+        {"ips": ("172.28.1.5", "--op=delete")},
+        {"ips": ("172.28.1.5 -o delete",)},
+        {"iqn": "iqn.2013-05.com.daterainc:tc -o delete"},
+        {"iqn": "--interface=evil"},
+    ],
+    ids=["ip-option", "ip-spaces", "iqn-spaces", "iqn-option"],
+)
+def test_what_edf_reports_is_checked_before_it_reaches_iscsiadm(
+    tmp_path: pathlib.Path, device: str, access: dict[str, Any]
+) -> None:
+    """Portal addresses and the IQN become iscsiadm's arguments (as root, in os-brick's
+    privsep daemon): a cluster's answer that is not an address or an iSCSI name is refused."""
+    client = FakeClient(make_si(**access))
+    conn = FakeConnector(device)
+    with pytest.raises(attach.AttachError, match="reports a bad"):
+        make_attacher(tmp_path, client, conn).attach(client.ai())
+    assert conn.connects == []
+
+
 def test_acl_entry_added_by_a_racing_host_is_kept(tmp_path: pathlib.Path, device: str) -> None:
     # Another host adds itself after this one read the ACL; the client's add is atomic, so
     # attach only has to add its own entry (it never rewrites the list itself).
