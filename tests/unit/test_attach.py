@@ -241,6 +241,40 @@ def test_iscsi_connection_properties_and_calls(tmp_path: pathlib.Path, device: s
     assert not list((tmp_path / "locks").glob("*.json"))
 
 
+@pytest.mark.parametrize(
+    ("connector", "multipath", "strategy"),
+    [
+        ("local", False, attach.LocalStrategy),
+        ("local", True, attach.LocalStrategy),
+        ("iscsi", False, attach.IscsiStrategy),
+        ("iscsi", True, attach.IscsiMultipathStrategy),
+    ],
+)
+def test_one_strategy_is_chosen_from_the_options(
+    connector: str, multipath: bool, strategy: type[attach.ConnectorStrategy]
+) -> None:
+    chosen = attach.strategy_for(connector, multipath, ROOT_HELPER)
+    assert type(chosen) is strategy
+    assert chosen.use_multipath == (strategy is attach.IscsiMultipathStrategy)
+    with pytest.raises(attach.AttachError, match="datera_connector"):
+        attach.strategy_for("fc", multipath, ROOT_HELPER)
+
+
+def test_multipath_properties_name_every_portal(tmp_path: pathlib.Path, device: str) -> None:
+    """os-brick's iSCSI connector logs in to each (portal, iqn, lun) of ``target_portals``,
+    ``target_iqns`` and ``target_luns`` when multipath is on (os_brick/initiator/connectors/
+    iscsi.py, ``_get_all_targets``)."""
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn, use_multipath=True)
+    assert type(attacher.strategy) is attach.IscsiMultipathStrategy
+    with attacher.attached(client.ai()):
+        [props] = conn.connects
+    assert props["target_portals"] == ["172.28.1.5:3260", "172.28.1.6:3260"]
+    assert props["target_iqns"] == [TARGET, TARGET] and props["target_luns"] == [0, 0]
+    assert props["target_portal"] == "172.28.1.5:3260" and props["target_iqn"] == TARGET
+
+
 def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
     tmp_path: pathlib.Path, device: str
 ) -> None:
