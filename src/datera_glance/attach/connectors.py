@@ -148,7 +148,7 @@ class ConnectorStrategy:
 
     def missing_initiator(self) -> str:
         raise AttachError(
-            f"this host has no iSCSI initiator name ({INITIATOR_FILE} is missing): "
+            "this host has no iSCSI initiator name (/etc/iscsi/initiatorname.iscsi is missing): "
             "install open-iscsi or set datera_initiator_name"
         )
 
