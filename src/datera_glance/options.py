@@ -28,6 +28,7 @@ API_VERSIONS = ("auto", "2.2", "2.1")
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
 CHAP_KEY_MIN_LENGTH = 16
+CHAP_KEY_MIN_DISTINCT = 10  # characters; a random key of 16 has about 14
 DEFAULT_IO_BUFFER_SIZE = 4 * units.Mi
 # Chosen by the benchmark sweep (benchmarks/results/summary.md): with md5 and sha512 on their
 # own threads, 4 buffers in flight kept the device busy where 2 left it waiting on the hashes.
@@ -248,9 +249,10 @@ Related options:
         help=f"""
 Key from which each image volume's CHAP secret is derived (required with ``datera_use_chap``).
 
-At least {CHAP_KEY_MIN_LENGTH} characters, random (``openssl rand -base64 24``), not the
-cluster password, and the same on every glance-api host of the cluster: each host derives
-the secrets itself. Changing it: change it on every host together; each image's target gets
+At least {CHAP_KEY_MIN_LENGTH} characters ({CHAP_KEY_MIN_DISTINCT} different ones), random
+(``openssl rand -base64 24``): an iSCSI login's CHAP exchange lets an eavesdropper test guesses
+of it offline. Not the cluster password, and the same on every glance-api host of the
+cluster: each host derives the secrets itself. Changing it: change it on every host together; each image's target gets
 the new secret at its next attach.
 
 Related options:

@@ -237,6 +237,13 @@ class StoreSettings:
             )
         if key == get("san_password"):
             raise options.OptionError("datera_chap_key", "is the cluster password", fix)
+        if len(set(key)) < options.CHAP_KEY_MIN_DISTINCT:
+            # The wire carries a response to test guesses of the key against: no patterns.
+            raise options.OptionError(
+                "datera_chap_key",
+                f"has fewer than {options.CHAP_KEY_MIN_DISTINCT} different characters",
+                fix,
+            )
         return key
 
     @property

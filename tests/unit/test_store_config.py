@@ -190,8 +190,9 @@ def test_unusable_lock_path_is_refused(
         ({}, "datera_chap_key is not set"),
         ({"datera_chap_key": "short-key-123"}, "shorter than 16 characters"),
         ({"datera_chap_key": "the-cluster-password"}, "is the cluster password"),
+        ({"datera_chap_key": "abcabcabcabcabcabcabc"}, "fewer than 10 different characters"),
     ],
-    ids=["unset", "short", "cluster-password"],
+    ids=["unset", "short", "cluster-password", "pattern"],
 )
 def test_chap_needs_a_key_of_its_own(
     simulator: Simulator,
