@@ -252,8 +252,8 @@ Key from which each image volume's CHAP secret is derived (required with ``dater
 At least {CHAP_KEY_MIN_LENGTH} characters ({CHAP_KEY_MIN_DISTINCT} different ones), random
 (``openssl rand -base64 24``): an iSCSI login's CHAP exchange lets an eavesdropper test guesses
 of it offline. Not the cluster password, and the same on every glance-api host of the
-cluster: each host derives the secrets itself. Changing it: change it on every host together; each image's target gets
-the new secret at its next attach.
+cluster: each host derives the secrets itself. Changing it: change it on every host
+together; each image's target gets the new secret at its next attach.
 
 Related options:
     * datera_use_chap
