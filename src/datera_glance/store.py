@@ -378,6 +378,14 @@ def _glance_errors(image_id: str, *, adding: bool = False) -> Iterator[None]:
         raise mapped from exc
 
 
+def _size_gib(image_id: str, image_size: int) -> int | None:
+    """The volume size for ``image_size`` bytes, None for 0 (unknown). A negative size is
+    glance_store's ``Invalid``, which glance answers 400 (tests/unit/test_store_hostile.py)."""
+    if image_size < 0:
+        raise exceptions.Invalid(message=f"Image {image_id}: size {image_size} is negative")
+    return max(1, math.ceil(image_size / units.Gi)) if image_size else None
+
+
 def _hashers(hashing_algo: str) -> tuple[Any, Any]:
     """md5 and the multihash, known to work before anything exists on the cluster: an
     unknown name, or a hash without a fixed length (``shake_128``, which glance_store's
@@ -722,10 +730,10 @@ class Store(driver.Store):
         verifier: Any = None,
     ) -> tuple[str, int, str, str, dict[str, Any]]:
         """Store an image; see the module docstring for the layout on EDF."""
+        size_gib = _size_gib(image_id, image_size)  # before anything exists on the cluster
         parts = self._configured()
         settings, client = parts.settings, parts.client
         name = ai_name(image_id)
-        size_gib = max(1, math.ceil(image_size / units.Gi)) if image_size else None
         md5, multihash = _hashers(hashing_algo)  # before the app instance exists
         with _glance_errors(image_id, adding=True):
             parts.connect()

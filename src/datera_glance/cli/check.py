@@ -27,6 +27,7 @@ from datera_glance.cli import cinder, config, images, output, verify
 from datera_glance.cli.errors import explain
 from datera_glance.edf import errors as edf
 from datera_glance.edf import product
+from datera_glance.edf.client import transport_warning
 
 EXAMPLE = """example:
   datera-glance check --config-file /etc/glance/glance-api.conf
@@ -71,6 +72,22 @@ def _configure(target: config.Target) -> Iterator[Result]:
         yield Result("options", ERROR, str(exc), "correct the configuration file")
         return
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
+
+
+def _transport(target: config.Target) -> Result:
+    """How the password and session key travel (the client logs the same warning)."""
+    client_config = target.settings.client_config()
+    warning = transport_warning(client_config)
+    if not warning:
+        verify = client_config.verify
+        against = f"against {verify}" if isinstance(verify, str) else "against requests' CAs"
+        return Result("transport", OK, f"HTTPS, certificate verified {against}")
+    fix = (
+        "datera_san_port = 7718 and datera_ssl unset or true"
+        if not client_config.use_ssl
+        else "datera_ssl_verify = true (datera_ssl_ca_file for a private CA)"
+    )
+    return Result("transport", WARNING, warning, fix)
 
 
 def _product_result(sw_version: str, version: tuple[int, ...]) -> Result:
@@ -216,6 +233,7 @@ def results(
     yield from configured
     if any(r.status == ERROR for r in configured):
         return
+    yield _transport(target)
     cluster = list(_cluster(target))
     yield from cluster
     yield from _cinder(target.settings.tenant, cinder_tenant_id)
