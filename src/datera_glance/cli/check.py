@@ -32,7 +32,6 @@ EXAMPLE = """example:
   datera-glance check --config-file /etc/glance/glance-api.conf --backend fast --write-test"""
 
 OK, WARNING, ERROR, SKIPPED = "ok", "warning", "error", "skipped"
-INITIATOR_FILE = "/etc/iscsi/initiatorname.iscsi"
 WRITE_TEST_SIZE = units.Mi + 4097  # not a multiple of any buffer: the tail path runs too
 
 
@@ -133,45 +132,13 @@ def _cluster(target: config.Target) -> Iterator[Result]:
 
 
 def _connector(target: config.Target) -> Iterator[Result]:
+    """What the connector strategy needs on this host (the attacher's own strategy)."""
     s = target.settings
-    if s.connector == "iscsi":
-        found = shutil.which("iscsiadm")
-        yield (
-            Result("iscsiadm", OK, found)
-            if found
-            else Result("iscsiadm", ERROR, "not found on PATH", "install open-iscsi")
-        )
-        yield _initiator(s.initiator_name)
-        found = shutil.which("privsep-helper")
-        yield (
-            Result("privsep-helper", OK, found)
-            if found
-            else Result(
-                "privsep-helper", ERROR, "not found on PATH", "install oslo.privsep with os-brick"
-            )
-        )
-    else:
-        yield Result("connector", OK, f"{s.connector}: no iSCSI prerequisites")
-    if s.connector == "iscsi" or os.geteuid() != 0:
+    strategy = s.attach_settings().strategy()
+    for need in strategy.prerequisites(s.initiator_name):
+        yield Result(need.name, OK if need.ok else ERROR, need.detail, need.fix)
+    if strategy.needs_root_helper or os.geteuid() != 0:
         yield _rootwrap(s.rootwrap_config)
-
-
-def _initiator(configured: str | None) -> Result:
-    try:
-        with open(INITIATOR_FILE, encoding="utf-8") as f:
-            names = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("InitiatorName=")]
-    except OSError:
-        names = []
-    if names:
-        return Result("initiator", OK, f"{names[0]} ({INITIATOR_FILE})")
-    if configured:
-        return Result("initiator", OK, f"{configured} (datera_initiator_name)")
-    return Result(
-        "initiator",
-        ERROR,
-        f"no {INITIATOR_FILE} and no datera_initiator_name",
-        "install open-iscsi or set datera_initiator_name",
-    )
 
 
 def _rootwrap(path: str) -> Result:
