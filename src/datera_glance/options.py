@@ -16,7 +16,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance.edf import normalize_tenant
+from datera_glance.edf import normalize_tenant, versions
 from datera_glance.edf.config import SYSTEM_CA, system_ca_bundle
 
 DEFAULT_PORT = 7718
@@ -25,7 +25,7 @@ DEFAULT_REPLICA_COUNT = 3
 MAX_REPLICA_COUNT = 5  # EDF's volume schema: replica_count 1..5
 PLACEMENT_MODES = ("hybrid", "single_flash", "all_flash")
 DEFAULT_CHUNK_SIZE = 1 * units.Gi
-API_VERSIONS = ("auto", "2.2", "2.1")
+API_VERSIONS = (versions.AUTO, *versions.NEGOTIATION_ORDER)  # the choices of datera_api_version
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
 CHAP_KEY_MIN_LENGTH = 16
@@ -198,14 +198,12 @@ Related options:
         "datera_api_version",
         default="auto",
         choices=API_VERSIONS,
-        help="""
+        help=f"""
 Datera EDF REST API version.
 
 Possible values:
-    * ``auto``: the newest version the cluster offers (2.2, else 2.1)
-    * ``2.2``
-    * ``2.1``
-""",
+    * ``auto``: the newest version the cluster offers ({", else ".join(versions.NEGOTIATION_ORDER)})
+{"".join(f"    * ``{name}``{chr(10)}" for name in versions.NEGOTIATION_ORDER)}""",
     ),
     cfg.StrOpt(
         "datera_connector",

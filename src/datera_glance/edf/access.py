@@ -45,11 +45,11 @@ class AccessControl:
         ``force`` (its schema rejects unknown fields).
         """
         found = self.get_initiator(iqn)
-        v22 = self._api.api_version == "2.2"
-        if found is not None and (not v22 or found.tenant == self._api.config.tenant):
+        scoped = self._api.capabilities.tenant_initiators
+        if found is not None and (not scoped or found.tenant == self._api.config.tenant):
             return found
         body: dict[str, Any] = {"id": iqn, "name": name}
-        if v22 and found is not None:
+        if scoped and found is not None:
             body["force"] = True
 
         def existing() -> dict[str, Any] | None:
@@ -65,7 +65,7 @@ class AccessControl:
                 raise
             return again
         except errors.InvalidRequest as exc:
-            if not v22 or "force" in body or "override" not in exc.message.lower():
+            if not scoped or "force" in body or "override" not in exc.message.lower():
                 raise
             body["force"] = True  # the server wants the tenant warning overridden
             data = self._api.request("POST", INITIATORS, body, on_retried_conflict=existing)

@@ -11,8 +11,9 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
+from datera_glance.edf.versions import AUTO, NEGOTIATION_ORDER
+
 __all__ = [
-    "API_VERSIONS",
     "HTTPS_PORT",
     "HTTP_PORT",
     "SYSTEM_CA",
@@ -24,7 +25,6 @@ __all__ = [
 
 HTTP_PORT = 7717
 HTTPS_PORT = 7718
-API_VERSIONS = ("2.2", "2.1")  # "auto" tries them in this order
 #: ``ca_file`` meaning the operating system's trusted CAs. Without a ``ca_file`` requests
 #: verifies against its own bundle (certifi's, or ``REQUESTS_CA_BUNDLE``), not the system's.
 SYSTEM_CA = "system"
@@ -83,7 +83,7 @@ class ClientConfig:
     username: str = ""
     password: str = field(default="", repr=False)
     tenant: str = "/root"  # "/root", "/root/a", "/root/a/b"; "a" -> "/root/a"
-    api_version: str = "auto"  # "auto" | "2.2" | "2.1"
+    api_version: str = AUTO  # AUTO or a name in edf.versions (e.g. "2.2")
     ssl: bool | None = None  # None: https unless port == 7717
     ssl_verify: bool = True
     ca_file: str | None = None  # a PEM bundle, or SYSTEM_CA
@@ -94,8 +94,9 @@ class ClientConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tenant", normalize_tenant(self.tenant))
         version = self.api_version.strip().lstrip("v")
-        if version not in ("auto", *API_VERSIONS):
-            raise ValueError(f"api_version must be auto, 2.2 or 2.1, not {self.api_version!r}")
+        if version not in (AUTO, *NEGOTIATION_ORDER):
+            choices = ", ".join((AUTO, *NEGOTIATION_ORDER))
+            raise ValueError(f"api_version must be one of {choices}, not {self.api_version!r}")
         object.__setattr__(self, "api_version", version)
         if not self.host:
             raise ValueError("host is required")

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from datera_glance import __version__
-from datera_glance.edf import errors
-from datera_glance.edf.config import API_VERSIONS, ClientConfig
+from datera_glance.edf import errors, versions
+from datera_glance.edf.config import ClientConfig
 from datera_glance.edf.transport import Reply, Route, Transport
 
 __all__ = ["DEFAULT_PAGE_SIZE", "DRIVER_HEADER", "ApiSession"]
@@ -47,7 +47,9 @@ class ApiSession:
         self._page_size = page_size
         self._lock = threading.RLock()
         self._token: str | None = None
-        self._version: str | None = None if config.api_version == "auto" else config.api_version
+        self._version: str | None = (
+            None if config.api_version == versions.AUTO else config.api_version
+        )
         self._closed = False
         self.transport = transport
 
@@ -58,6 +60,11 @@ class ApiSession:
             self._ensure_login()
         assert self._version is not None
         return self._version
+
+    @property
+    def capabilities(self) -> versions.ApiVersion:
+        """What the version in use does (its row in ``edf.versions``)."""
+        return versions.version(self.api_version)
 
     def close(self) -> None:
         """Log out (best effort, no retries); later calls raise ``EdfError``."""
@@ -90,12 +97,12 @@ class ApiSession:
                 raise errors.EdfError("the EDF client is closed")
             if self._token is not None:
                 return self._token
-            versions = (self._version,) if self._version else API_VERSIONS
-            for i, version in enumerate(versions):
+            tried = (self._version,) if self._version else versions.NEGOTIATION_ORDER
+            for i, version in enumerate(tried):
                 try:
                     token = self._login(version)
                 except (errors.NotFound, errors.InvalidRequest) as exc:
-                    if i == len(versions) - 1:
+                    if i == len(tried) - 1:
                         raise
                     LOG.info("EDF API v%s not available (%s); trying the next", version, exc)
                     continue
@@ -285,7 +292,7 @@ class ApiSession:
         objects or a ``metadata`` that is not one are an ``UnexpectedResponse``.
         """
         params = dict(params or {})
-        if self.api_version == "2.1":
+        if not self.capabilities.pages:
             listed, meta = self._page(route, params)
             count = meta.get("total")
             if isinstance(count, int) and count > len(listed):

@@ -15,6 +15,7 @@ from types import FrameType
 
 from oslo_utils import units
 
+from datera_glance.edf import versions
 from datera_glance.simulator.facade import Simulator
 from datera_glance.simulator.media import MediaError
 from datera_glance.simulator.persistence import ensure_data_dir, write_file_atomic
@@ -36,10 +37,11 @@ def parse_size(text: str) -> int:
 
 
 def _versions(text: str) -> tuple[str, ...]:
-    versions = tuple(v.strip().lstrip("v") for v in text.split(",") if v.strip())
-    if not versions or any(v not in ("2.1", "2.2") for v in versions):
-        raise argparse.ArgumentTypeError(f"API versions must be 2.1 and/or 2.2, not {text!r}")
-    return versions
+    names = tuple(v.strip().lstrip("v") for v in text.split(",") if v.strip())
+    if not names or any(v not in versions.NAMES for v in names):
+        known = ", ".join(versions.NAMES)
+        raise argparse.ArgumentTypeError(f"API versions must be some of {known}, not {text!r}")
+    return names
 
 
 def _sw_version(text: str) -> str:
@@ -84,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-versions",
         type=_versions,
-        default=("2.1", "2.2"),
-        help="comma-separated: 2.1,2.2 (default)",
+        default=versions.NAMES,
+        help=f"comma-separated: {','.join(versions.NAMES)} (default)",
     )
     parser.add_argument(
         "--sw-version",

@@ -21,6 +21,7 @@ from typing import Any
 
 from oslo_utils import units
 
+from datera_glance.edf import versions
 from datera_glance.simulator import controls
 from datera_glance.simulator.cluster import Cluster
 from datera_glance.simulator.faults import Fault, Faults
@@ -67,7 +68,7 @@ class Simulator:
         username: str = "admin",
         password: str = "password",
         capacity_bytes: int = 100 * units.Gi,
-        api_versions: Iterable[str] = ("2.1", "2.2"),
+        api_versions: Iterable[str] = versions.NAMES,
         sw_version: str = "3.2.5.0",
         session_ttl: float = 900.0,
         available_delay: float = 0.0,
@@ -85,8 +86,7 @@ class Simulator:
         self.media_name = media
         self.api_versions = tuple(api_versions)
         for v in self.api_versions:
-            if v not in ("2.1", "2.2"):
-                raise ValueError(f"unsupported API version {v!r} (2.1, 2.2)")
+            versions.version(v)  # ValueError for a version the table does not have
         self.ca_file: str | None = None
         self.cluster = Cluster(
             self.data_dir,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from datera_glance.edf import versions
 from datera_glance.simulator.routing import ApiError, Request
 from datera_glance.simulator.work import Work
 
@@ -53,7 +54,7 @@ def listing(
         items = sorted(items, key=lambda i: _value(i, attr, show, fields), reverse=desc)
     total = len(items)
     limit = int_param(req.query, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
-    if req.version == "2.1":
+    if not versions.version(req.version).pages:
         page = items[:limit] if "limit" in req.query else items
         return Listing([show(i) for i in page], {"total": total})
     offset = int_param(req.query, "offset", 0, 0, None)

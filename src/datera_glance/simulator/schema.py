@@ -1,8 +1,9 @@
 """Request validation against the real EDF v2.1 ``/api`` schema.
 
 The schema is a capture of ``GET /v2.1/api`` from a real cluster (python-sdk test data, Apache
-2.0), shipped as package data. v2.2 is not public; the simulator's v2.2 schema is the v2.1 one
-plus the few 2.2 differences the drivers rely on (``force`` on ``POST /initiators``).
+2.0), shipped as package data. v2.2 is not public; the simulator's schema of another version is
+the v2.1 one plus the differences ``edf.versions`` lists for it that the drivers rely on
+(``force`` on ``POST /initiators`` where initiators are tenant-scoped).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import Any
 
 import jsonschema
 
+from datera_glance.edf import versions
+
 _DATA = "datera_glance.simulator.data"
+#: The API version the captured ``api_21.json`` is of.
+CAPTURED_VERSION = "2.1"
 
 # Schema keys of the endpoints the simulator serves (the capture's own spelling).
 AI = "/app_instances"
@@ -41,21 +46,25 @@ def api_21() -> dict[str, Any]:
     return doc
 
 
-@functools.lru_cache(maxsize=1)
-def api_22() -> dict[str, Any]:
-    """The simulator's v2.2 ``/api``: v2.1 plus the 2.2 differences it models."""
+@functools.cache
+def _modelled(row: versions.ApiVersion) -> dict[str, Any]:
     doc = copy.deepcopy(api_21())
-    doc["version"] = "v2.2"
-    init_create = doc[INITIATORS]["create"]["bodyParamSchema"]
-    init_create["properties"]["force"] = {
-        "type": "boolean",
-        "descr": "Force create and override any warnings",
-    }
+    doc["version"] = f"v{row.name}"
+    if row.tenant_initiators:
+        init_create = doc[INITIATORS]["create"]["bodyParamSchema"]
+        init_create["properties"]["force"] = {
+            "type": "boolean",
+            "descr": "Force create and override any warnings",
+        }
     return doc
 
 
 def api_doc(version: str) -> dict[str, Any]:
-    return api_22() if version == "2.2" else api_21()
+    """The ``/api`` of ``version``: the capture as is for its own version, else the capture
+    with the differences ``edf.versions`` lists for that version (do not mutate)."""
+    if version == CAPTURED_VERSION:
+        return api_21()
+    return _modelled(versions.version(version))
 
 
 def _clean(node: Any) -> Any:

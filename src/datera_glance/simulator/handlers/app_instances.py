@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from oslo_utils import units
 
+from datera_glance.edf import versions
 from datera_glance.simulator import schema
 from datera_glance.simulator.handlers import clones
 from datera_glance.simulator.handlers.initiators import check_initiator_paths
@@ -101,7 +102,7 @@ def seed(
     try:
         for i in range(count):
             body = {"name": f"{prefix}{i}", "create_mode": "openstack", "storage_instances": [si]}
-            req = Request("POST", "2.2", "/app_instances", body=body, tenant=tenant)
+            req = Request("POST", versions.NAMES[-1], "/app_instances", body=body, tenant=tenant)
             cluster.validate(req, schema.AI)
             with cluster.lock:
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from datera_glance.edf import versions
 from datera_glance.simulator import schema
 from datera_glance.simulator.listing import listing
 from datera_glance.simulator.model import Initiator
@@ -44,8 +45,10 @@ def create_initiator(cluster: Cluster, req: Request) -> Any:
     if (req.tenant, iqn) in cluster.state.initiators:
         raise ApiError(409, f"Initiator {iqn} already exists in tenant {req.tenant}")
     inherited = cluster.state.visible_initiator(req.tenant, iqn)
-    # v2.2 (DAT-15931): the first copy of a parent tenant's initiator needs force.
-    if req.version != "2.1" and inherited is not None and not req.body.get("force"):
+    # Tenant-scoped initiators (v2.2, DAT-15931): the first copy of a parent tenant's
+    # initiator needs force.
+    scoped = versions.version(req.version).tenant_initiators
+    if scoped and inherited is not None and not req.body.get("force"):
         raise ApiError(
             400,
             f"Initiator {iqn} already exists in tenant {inherited.tenant}. Creating it in "
