@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_output_arguments(parser)
 
 
-def _configure(target: config.Target) -> Iterator[Result]:
+def _configure(target: config.BackendTarget) -> Iterator[Result]:
     """The Store's own configure: the same validation glance-api runs at startup."""
     try:
         target.store.configure(re_raise_bsc=True)
@@ -72,7 +72,7 @@ def _configure(target: config.Target) -> Iterator[Result]:
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
 
 
-def _transport(target: config.Target) -> Result:
+def _transport(target: config.BackendTarget) -> Result:
     """How the password and session key travel (the client logs the same warning)."""
     client_config = target.settings.client_config()
     warning = transport_warning(client_config)
@@ -101,7 +101,7 @@ def _product_result(sw_version: str, version: tuple[int, ...]) -> Result:
     return Result("product", WARNING, f"{sw_version}: {verdict.value}", fix)
 
 
-def _cluster(target: config.Target) -> Iterator[Result]:
+def _cluster(target: config.BackendTarget) -> Iterator[Result]:
     """Login, tenant and ``/system``: the Store meets the cluster (and makes its tenant) at
     its first operation, not in configure: this is where an unreachable cluster or a refused
     login shows."""
@@ -131,7 +131,7 @@ def _cluster(target: config.Target) -> Iterator[Result]:
         yield Result("capacity", OK, detail)
 
 
-def _connector(target: config.Target) -> Iterator[Result]:
+def _connector(target: config.BackendTarget) -> Iterator[Result]:
     """What the connector strategy needs on this host (the attacher's own strategy)."""
     s = target.settings
     strategy = s.attach_settings().strategy()
@@ -157,7 +157,7 @@ def _lock_path(path: str) -> Result:
     return Result("lock_path", OK, f"{path} (accepted by the attacher's own checks)")
 
 
-def _image_tags(target: config.Target) -> Iterator[Result]:
+def _image_tags(target: config.BackendTarget) -> Iterator[Result]:
     """Complete images whose metadata lost ``type: image`` (``ownership.UNTAGGED``)."""
     judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
     inventory = images.Inventory(target.client, target.settings.tenant, judge)
@@ -191,7 +191,7 @@ def _huge_pages(mode: str) -> Result:
     )
 
 
-def _write_test(target: config.Target) -> Iterator[Result]:
+def _write_test(target: config.BackendTarget) -> Iterator[Result]:
     image_id = str(uuid.uuid4())
     data = os.urandom(WRITE_TEST_SIZE)
     uri = None
@@ -230,7 +230,7 @@ def _cinder(tenant: str, cinder_tenant_id: str | None) -> Iterator[Result]:
 
 
 def results(
-    target: config.Target, write_test: bool, cinder_tenant_id: str | None = None
+    target: config.BackendTarget, write_test: bool, cinder_tenant_id: str | None = None
 ) -> Iterator[Result]:
     configured = list(_configure(target))
     yield from configured
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     output.setup_logging(args.verbose)
     conf = config.load_conf(args)
     backend = config.choose_backend(conf, args.backend)
-    target = config.Target(conf, backend, config.build_store(conf, backend))
+    target = config.BackendTarget(conf, backend, config.build_store(conf, backend))
     try:
         found = list(results(target, args.write_test, args.cinder_tenant_id))
     finally:

@@ -111,7 +111,7 @@ def choose_backend(conf: cfg.ConfigOpts, requested: str | None) -> str | None:
 
 
 @dataclass
-class Target:
+class BackendTarget:
     """The configured store and what the commands need next to it."""
 
     conf: cfg.ConfigOpts
@@ -167,11 +167,11 @@ def build_store(conf: cfg.ConfigOpts, backend: str | None) -> Store:
 
 
 @contextlib.contextmanager
-def opened(args: argparse.Namespace) -> Iterator[Target]:
+def opened(args: argparse.Namespace) -> Iterator[BackendTarget]:
     """The configured store for ``args``; its EDF session is closed at the end."""
     conf = load_conf(args)
     backend = choose_backend(conf, args.backend)
-    target = Target(conf, backend, build_store(conf, backend))
+    target = BackendTarget(conf, backend, build_store(conf, backend))
     try:
         target.store.configure(re_raise_bsc=True)
         yield target

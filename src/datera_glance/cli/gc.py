@@ -46,7 +46,7 @@ class Collector:
 
     def __init__(
         self,
-        target: config.Target,
+        target: config.BackendTarget,
         max_age: float,
         *,
         sleep: Callable[[float], None] = time.sleep,

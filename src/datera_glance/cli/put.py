@@ -50,7 +50,9 @@ def _source(path: str, size_unknown: bool) -> Any:
         yield f, (st.st_size if regular and not size_unknown else 0)
 
 
-def store_file(target: config.Target, image_id: str, f: BinaryIO, size: int) -> dict[str, Any]:
+def store_file(
+    target: config.BackendTarget, image_id: str, f: BinaryIO, size: int
+) -> dict[str, Any]:
     progress = Progress("put", size)
     uri, written, md5, multihash, metadata = target.store.add(
         image_id, CountingReader(f, progress), size, target.hash_algo

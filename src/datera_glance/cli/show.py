@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_output_arguments(parser)
 
 
-def find(target: config.Target, image_id: str, max_age: float) -> images.Image:
+def find(target: config.BackendTarget, image_id: str, max_age: float) -> images.Image:
     """The image ``image_id`` of the target's tenant; CliError when there is none."""
     judge = upload_state.Judge(max_age=max_age)
     image = images.Inventory(target.client, target.settings.tenant, judge).find(image_id)
@@ -39,7 +39,7 @@ def find(target: config.Target, image_id: str, max_age: float) -> images.Image:
     return image
 
 
-def describe(target: config.Target, image: images.Image) -> dict[str, Any]:
+def describe(target: config.BackendTarget, image: images.Image) -> dict[str, Any]:
     ai = image.ai
     doc = image.as_json()
     doc["location"] = target.location(target.uri(ai.name)).get_store_uri()

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_output_arguments(parser)
 
 
-def _digests(target: config.Target, image: images.Image, algo: str | None) -> dict[str, Any]:
+def _digests(target: config.BackendTarget, image: images.Image, algo: str | None) -> dict[str, Any]:
     md5 = utils.get_hasher("md5", False)
     multihash = utils.get_hasher(algo, False) if algo else None
     location = target.location(target.uri(image.ai.name))
@@ -58,7 +58,7 @@ def _digests(target: config.Target, image: images.Image, algo: str | None) -> di
     }
 
 
-def check_image(target: config.Target, image: images.Image) -> dict[str, Any]:
+def check_image(target: config.BackendTarget, image: images.Image) -> dict[str, Any]:
     """The verification result of one image (never raises for a bad image)."""
     md = image.metadata
     algo = md.get(upload_state.MULTIHASH_ALGO) or None
@@ -93,7 +93,7 @@ def check_image(target: config.Target, image: images.Image) -> dict[str, Any]:
     return {**result, "status": OK if result["multihash"] is not None else MD5_ONLY}
 
 
-def _selected(target: config.Target, args: argparse.Namespace) -> list[images.Image]:
+def _selected(target: config.BackendTarget, args: argparse.Namespace) -> list[images.Image]:
     if args.all == bool(args.image_ids):
         raise CliError("name the images to verify, or pass --all (not both)")
     if args.all:
