@@ -134,7 +134,7 @@ def test_glance_download_from_another_region(
     names for the region (here this same glance-api as "RegionTwo") over HTTP, stages it and
     ``add``s it to datera1."""
     data = payload(5 * units.Mi + 3, seed=2402)
-    remote_id = images.create("remote", remote_property="from-region-two")
+    remote_id = images.create("remote", os_distro="datera-linux")
     staged_import(glance, remote_id, data, stores=[FILE])
     catalog = [{"type": "image", "endpoints": [
         {"region": "RegionTwo", "publicURL": glance_api.url, "interface": "public"}]}]  # fmt: skip
@@ -149,7 +149,8 @@ def test_glance_download_from_another_region(
     assert reply.status == 202, reply.text
     wait_imported(glance, image_id)
     image = assert_stored(glance, e2e_cluster, image_id, Expected(data, SHA256))
-    assert image["remote_property"] == "from-region-two"  # glance-download copies metadata
+    # glance-download copies the [glance_download_properties] extra_properties (os_distro...)
+    assert image["os_distro"] == "datera-linux"
 
 
 def test_import_to_all_stores_in_parallel(

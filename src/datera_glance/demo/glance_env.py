@@ -615,7 +615,8 @@ class GlanceApi:
             "image_size_cap": 1099511627776,
         }
         if self.image_cache:
-            default["image_cache_dir"] = b / "cache"
+            # glance 33's default cache driver (centralized_db) names the node caching an image
+            default.update(image_cache_dir=b / "cache", worker_self_reference_url=self.url)
         if self.show_locations:
             # Only when asked: merely setting show_multiple_locations logs a deprecation warning.
             default.update(show_image_direct_url=True, show_multiple_locations=True)
