@@ -120,9 +120,7 @@ def test_delete_from_store_both_ways_and_409_while_read(
     assert_stored(glance, e2e_cluster, other_id, expected, {DATERA})
 
 
-def test_weights_and_prefer(
-    glance: GlanceClient, e2e_cluster: Simulator, images: Images
-) -> None:
+def test_weights_and_prefer(glance: GlanceClient, e2e_cluster: Simulator, images: Images) -> None:
     """file1 weighs more: a plain download does not touch the cluster; ``?prefer=datera1``
     reads the app instance."""
     data = payload(6 * units.Mi + 1, seed=2411)
@@ -168,7 +166,8 @@ def test_old_location_api_add_and_remove(
     # removal of the datera location of an image in both stores: the store's delete
     both_id = in_both_stores(glance, images, "location-remove", data)
     index = [loc["metadata"]["store"] for loc in glance.get_image(both_id)["locations"]]
-    assert patch(glance, both_id, [{"op": "remove", "path": f"/locations/{index.index(DATERA)}"}]) == 200
+    remove = {"op": "remove", "path": f"/locations/{index.index(DATERA)}"}
+    assert patch(glance, both_id, [remove]) == 200
     assert_gone(e2e_cluster, both_id)
     assert_stored(glance, e2e_cluster, both_id, expected, {FILE})
 
@@ -207,8 +206,12 @@ def test_new_location_api(
         assert glance.download_bytes(target_id) == data
         assert_stored(glance, e2e_cluster, source_id, expected)
         return
-    wait_until(lambda: not glance.get_image(target_id).get("os_glance_import_task")
-               and glance.get_image(target_id)["status"] == "queued", what="the revert")  # fmt: skip
+
+    def reverted() -> bool:
+        image = glance.get_image(target_id)
+        return image["status"] == "queued" and not image.get("os_glance_import_task")
+
+    wait_until(reverted, what="the revert")
     target = glance.get_image(target_id)
     assert (target["os_hash_value"], target["checksum"], target["locations"]) == (None, None, [])
     assert_gone(e2e_cluster, source_id)

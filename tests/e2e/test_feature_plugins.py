@@ -108,7 +108,7 @@ def test_large_sparse_qcow2_becomes_a_3_gib_volume(
     in a 3 GiB volume, with the md5 of the raw source."""
     size = 2 * units.Gi + 5 * units.Mi
     raw_path = tmp_path / "sparse.raw"
-    marks = {0: payload(units.Mi, 1), units.Gi: payload(units.Mi, 2), size - units.Mi: payload(units.Mi, 3)}  # fmt: skip
+    marks = {at: payload(units.Mi, seed) for seed, at in enumerate((0, units.Gi, size - units.Mi))}
     with raw_path.open("wb") as f:
         f.truncate(size)
         for offset, data in marks.items():
@@ -145,15 +145,16 @@ def test_legacy_task_import(
 ) -> None:
     data = payload(5 * units.Mi + 1, seed=2421)
     url = source_server.url("length", "legacy-task", data)
-    body = {"type": "import", "input": {
-        "import_from": url, "import_from_format": "raw",
-        "image_properties": {"name": "legacy", "disk_format": "raw", "container_format": "bare"}}}  # fmt: skip
+    properties = {"name": "legacy", "disk_format": "raw", "container_format": "bare"}
+    task_input = {"import_from": url, "import_from_format": "raw", "image_properties": properties}
+    body = {"type": "import", "input": task_input}
     reply = glance.request("POST", "/v2/tasks", body)
     assert reply.status == 201, reply.text
     task_id = json.loads(reply.text)["id"]
 
     def task() -> dict:
-        return json.loads(glance.request("GET", f"/v2/tasks/{task_id}").text)  # type: ignore[no-any-return]
+        found: dict = json.loads(glance.request("GET", f"/v2/tasks/{task_id}").text)
+        return found
 
     wait_until(lambda: task()["status"] in ("success", "failure"), 120, what="the task",
                explain=lambda: str(task()))  # fmt: skip

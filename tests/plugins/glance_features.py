@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import http.server
+import json
 import logging
 import os
 import shutil
@@ -127,7 +127,7 @@ class SourceServer:
                 LOG.debug("source: " + format, *args)
 
             def do_GET(self) -> None:
-                _, mode, name = (self.path.split("/", 2) + ["", ""])[:3]
+                _, mode, name = [*self.path.split("/", 2), "", ""][:3]
                 data = files.get(name)
                 if data is None or mode not in ("length", "close", "chunked"):
                     self.send_error(404)
@@ -290,8 +290,11 @@ def wait_task_ended(glance: GlanceClient, image_id: str, timeout: float = 60) ->
         tasks = json.loads(reply.text)["tasks"] if reply.status == 200 else []
         return max(tasks, key=lambda t: t["created_at"]) if tasks else None
 
-    wait_until(lambda: (t := latest()) is not None and t["status"] in ("success", "failure"),
-               timeout, what=f"image {image_id}'s task to end", explain=lambda: str(latest()))  # fmt: skip
+    def ended() -> bool:
+        task = latest()
+        return task is not None and task["status"] in ("success", "failure")
+
+    wait_until(ended, timeout, f"image {image_id}'s task to end", lambda: str(latest()))
     task = latest()
     assert task is not None
     return task

@@ -652,7 +652,8 @@ class GlanceApi:
 
     def _write_config(self) -> None:
         text = "".join(
-            f"[{section}]\n" + "".join(f"{k} = {_conf_value(v)}\n" for k, v in options.items())
+            f"[{section}]\n"
+            + "".join(f"{k} = {_conf_value(v)}\n" for k, v in options.items())
             + "\n"
             for section, options in self.config_sections().items()
         )
@@ -697,11 +698,18 @@ py-sys-executable = {self.venv.python}
         ``cachemanagement`` one, each with our fixed-identity context filter."""
         paste = (self.venv.venv_dir / "etc" / "glance" / "glance-api-paste.ini").read_text()
         section = re.search(r"^\[composite:api\]\n((?:[^\[\n].*\n)*)", paste, re.M)
-        pipelines = dict(re.findall(r"^(default|cachemanagement) = (.*)$", section.group(1), re.M)
-                         if section else [])  # fmt: skip
-        if len(pipelines) != 2 or any("unauthenticated-context" not in p for p in pipelines.values()):
-            raise RuntimeError("unexpected glance-api-paste.ini: no [composite:api] default")
-        assert section is not None
+        found = (
+            re.findall(r"^(default|cachemanagement) = (.*)$", section.group(1), re.M)
+            if section
+            else []
+        )
+        pipelines: dict[str, str] = dict(found)
+        if (
+            section is None
+            or len(pipelines) != 2
+            or any("unauthenticated-context" not in p for p in pipelines.values())
+        ):
+            raise RuntimeError("unexpected glance-api-paste.ini: no [composite:api] pipelines")
         ours = {
             _PASTE_FLAVOR: pipelines["default"],
             f"{_PASTE_FLAVOR}+cachemanagement": pipelines["cachemanagement"],

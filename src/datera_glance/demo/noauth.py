@@ -2,9 +2,9 @@
 
 glance's own ``unauthenticated-context`` leaves the project empty, and glance then cannot create
 the task behind an interoperable import (``tasks.owner`` is NOT NULL), so the harness puts this
-filter in its place. Like glance's keystone context, it takes the ``X-Auth-Token``, ``X-Roles`` (added to
-admin, member and reader: ``service`` for the new locations API) and ``X-Service-Catalog``
-(JSON) headers: glance-download finds the other region's glance in the
+filter in its place. Like glance's keystone context, it takes the ``X-Auth-Token``,
+``X-Roles`` (added to admin, member and reader: ``service`` for the new locations API) and
+``X-Service-Catalog`` (JSON) headers: glance-download finds the other region's glance in the
 catalog and sends it the token. Loaded by glance-api only; glance is imported when the filter is
 built.
 """
@@ -12,7 +12,6 @@ built.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from typing import Any
 
