@@ -34,7 +34,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, options, upload_state
+from datera_glance import chunkio, compat, options, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -298,13 +298,13 @@ def ai_name(image_id: str) -> str:
     return AI_PREFIX + image_id
 
 
-class ClusterUnavailable(exceptions.RemoteServiceUnavailable, exceptions.TimeoutError):
+class ClusterUnavailable(exceptions.RemoteServiceUnavailable, compat.StoreTimeoutError):
     """The cluster cannot be reached now; the next operation may work.
 
     Both glance_store types, so that glance 33 answers 503 (which clients retry) everywhere:
     it maps ``RemoteServiceUnavailable`` to 503 on download (glance/api/v2/image_data.py) but
     only ``TimeoutError`` on upload and delete (image_data.py, images.py); anything else is a
-    500 there.
+    500 there. glance_store before 5.4.0 has no ``TimeoutError`` (``compat``).
     """
 
 
@@ -505,8 +505,8 @@ class Store(driver.Store):
         self._client_factory: ClientFactory = client_factory or EdfClient
         self._parts: _Parts | None = None
         if self.backend_group:
-            self.store_conf: Any = driver.BackendGroupConfiguration(
-                self.OPTIONS, self.backend_group, conf=self.conf
+            self.store_conf: Any = compat.backend_options(
+                self.OPTIONS, self.backend_group, self.conf
             )
         else:
             self.store_conf = self.conf.glance_store

@@ -26,6 +26,7 @@ from datera_glance import host, upload_state
 from datera_glance.cli import cinder, config, images, output, verify
 from datera_glance.cli.errors import explain
 from datera_glance.edf import errors as edf
+from datera_glance.edf import product
 
 EXAMPLE = """example:
   datera-glance check --config-file /etc/glance/glance-api.conf
@@ -73,6 +74,19 @@ def _configure(target: config.Target) -> Iterator[Result]:
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
 
 
+def _product_result(sw_version: str, version: tuple[int, ...]) -> Result:
+    """Whether this driver supports the cluster's product version: a warning, never an error."""
+    verdict = product.support_of(version)
+    supported = product.lines(product.SUPPORTED)
+    if verdict is product.Support.SUPPORTED:
+        return Result("product", OK, f"{sw_version}: {verdict.value}", f"supported: {supported}")
+    if verdict is product.Support.TESTED:
+        note = f"supported: {supported}; the suite also covers {product.lines(product.TESTED)}"
+        return Result("product", OK, f"{sw_version}: {verdict.value}", note)
+    fix = f"this driver supports product versions {supported}; others work but are untested"
+    return Result("product", WARNING, f"{sw_version}: {verdict.value}", fix)
+
+
 def _cluster(target: config.Target) -> Iterator[Result]:
     """Login, tenant and ``/system``: the Store meets the cluster (and makes its tenant) at
     its first operation, not in configure: this is where an unreachable cluster or a refused
@@ -91,6 +105,7 @@ def _cluster(target: config.Target) -> Iterator[Result]:
         f"{s.san_ip}:{s.san_port} {system.name or '-'}: product {system.sw_version}, "
         f"API {client.api_version}",
     )
+    yield _product_result(system.sw_version, system.version_tuple)
     yield Result("tenant", OK, f"{s.tenant} exists (created if it was missing)")
     free, total = system.available_capacity, system.total_capacity
     detail = f"{output.human_size(free)} free of {output.human_size(total)}"
