@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from oslo_utils import units
@@ -67,7 +68,7 @@ def glance_api(
         yield api
 
 
-def staged_import(glance: GlanceClient, image_id: str, data: bytes, **fields: object) -> dict:
+def staged_import(glance: GlanceClient, image_id: str, data: bytes, **fields: Any) -> dict:
     """glance-direct: stage the data, import it, wait for the import to end."""
     reply = glance.upload(image_id, data, size=len(data), target="stage")
     assert reply.status == 204, reply.text
