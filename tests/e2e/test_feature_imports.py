@@ -20,18 +20,18 @@ import pytest
 from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
+from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
-from tests.plugins.glance import Images, app_instance, payload
+from tests.plugins.glance import Images, app_instance, listen_port, payload
 from tests.plugins.glance_features import (
     DATERA,
     FILE,
     Expected,
     SourceServer,
+    TwoStoreApis,
     assert_gone,
     assert_stored,
     file_store_path,
-    two_store_glance_api,
     wait_imported,
     wait_task_ended,
 )
@@ -42,29 +42,23 @@ SHA256 = "sha256"
 
 
 @pytest.fixture(scope="module")
-def glance_api(
-    glance_venv: GlanceVenv,
-    postgres: PostgreSQL,
-    e2e_cluster: Simulator,
-    source_server: SourceServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GlanceApi]:
+def glance_api(two_store_apis: TwoStoreApis, source_server: SourceServer) -> Iterator[GlanceApi]:
     """Overrides the plugin's glance-api for this module (``glance``, ``images`` use it)."""
-    api = two_store_glance_api(
-        glance_venv, postgres, e2e_cluster, tmp_path_factory.mktemp("e2e-imports"),
-        import_methods=("glance-direct", "web-download", "copy-image", "glance-download"),
+    port = listen_port()
+    # web-download reads the source server; glance-download reads this glance-api itself.
+    # Loopback passes glance's filter only when allowed by name.
+    filtering = {"allowed_hosts": "[127.0.0.1]", "allowed_ports": f"[{source_server.port}, {port}]"}
+    methods = ("glance-direct", "web-download", "copy-image", "glance-download")
+    with two_store_apis.started(
+        "e2e-imports",
+        port=port,
+        import_methods=methods,
         extra_config={
             "DEFAULT": {"hashing_algorithm": SHA256},
             "image_import_opts": {"max_parallel_stores": 2},
-            "import_filtering_opts": {
-                "allowed_hosts": "[127.0.0.1]",  # loopback passes only when allowed by name
-            },
+            "import_filtering_opts": filtering,
         },
-    )  # fmt: skip
-    # web-download reads the source server; glance-download reads this glance-api itself
-    ports = f"[{source_server.port}, {api.port}]"
-    api.extra_config["import_filtering_opts"]["allowed_ports"] = ports
-    with api:
+    ) as api:
         yield api
 
 

@@ -25,18 +25,18 @@ import pytest
 from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
+from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
 from tests.plugins.glance import Images, app_instance, attach_users, payload, wait_until
 from tests.plugins.glance_features import (
     DATERA,
     FILE,
     Expected,
+    TwoStoreApis,
     assert_gone,
     assert_stored,
     cluster_lookups,
     file_store_path,
-    two_store_glance_api,
     wait_imported,
 )
 
@@ -46,18 +46,9 @@ PATCH = "application/openstack-images-v2.1-json-patch"
 
 
 @pytest.fixture(scope="module")
-def glance_api(
-    glance_venv: GlanceVenv,
-    postgres: PostgreSQL,
-    e2e_cluster: Simulator,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GlanceApi]:
+def glance_api(two_store_apis: TwoStoreApis) -> Iterator[GlanceApi]:
     """Overrides the plugin's glance-api for this module (``glance``, ``images`` use it)."""
-    api = two_store_glance_api(
-        glance_venv, postgres, e2e_cluster, tmp_path_factory.mktemp("e2e-locations"),
-        datera={"weight": 10}, file={"weight": 20},
-    )  # fmt: skip
-    with api:
+    with two_store_apis.started("e2e-locations", datera={"weight": 10}, file={"weight": 20}) as api:
         yield api
 
 

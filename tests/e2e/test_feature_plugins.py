@@ -25,17 +25,17 @@ import pytest
 from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
+from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
 from tests.plugins.glance import Images, app_instance, payload, wait_until
 from tests.plugins.glance_features import (
     Expected,
     SourceServer,
+    TwoStoreApis,
     assert_on_cluster,
     assert_stored,
     cluster_lookups,
     ensure_qemu_img,
-    two_store_glance_api,
     wait_imported,
 )
 
@@ -43,30 +43,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
 @pytest.fixture(scope="module")
-def glance_api(
-    glance_venv: GlanceVenv,
-    postgres: PostgreSQL,
-    e2e_cluster: Simulator,
-    source_server: SourceServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GlanceApi]:
+def glance_api(two_store_apis: TwoStoreApis, source_server: SourceServer) -> Iterator[GlanceApi]:
     """Overrides the plugin's glance-api for this module (``glance``, ``images`` use it)."""
     ensure_qemu_img()
-    api = two_store_glance_api(
-        glance_venv, postgres, e2e_cluster, tmp_path_factory.mktemp("e2e-plugins"),
+    filtering = {"allowed_hosts": "[127.0.0.1]", "allowed_ports": f"[{source_server.port}]"}
+    inject = {"inject": "datera_injected:yes", "ignore_user_roles": ""}
+    with two_store_apis.started(
+        "e2e-plugins",
         image_cache=True,
         extra_config={
             "image_import_opts": {
                 "image_import_plugins": "[image_conversion, inject_image_metadata]"
             },
             "image_conversion": {"output_format": "raw"},
-            "inject_metadata_properties": {"inject": "datera_injected:yes",
-                                           "ignore_user_roles": ""},
-            "import_filtering_opts": {"allowed_hosts": "[127.0.0.1]",
-                                      "allowed_ports": f"[{source_server.port}]"},
+            "inject_metadata_properties": inject,
+            "import_filtering_opts": filtering,
         },
-    )  # fmt: skip
-    with api:
+    ) as api:
         yield api
 
 

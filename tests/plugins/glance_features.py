@@ -55,6 +55,7 @@ def two_store_glance_api(
     import_methods: tuple[str, ...] = ("glance-direct",),
     extra_config: Mapping[str, Mapping[str, object]] | None = None,
     image_cache: bool = False,
+    port: int | None = None,
 ) -> GlanceApi:
     """``enabled_backends = datera1:datera, file1:file`` (default datera1), 2 x 4 workers on
     PostgreSQL, locations shown; not started."""
@@ -70,7 +71,7 @@ def two_store_glance_api(
         store_options=datera_options,
         extra_backends={FILE: ("file", file_options)},
         database_url=postgres.url,
-        port=listen_port(),
+        port=port or listen_port(),
         processes=2,
         threads=4,
         import_methods=import_methods,
@@ -79,6 +80,33 @@ def two_store_glance_api(
         extra_config=extra_config,
         log=LOG.warning,
     )
+
+
+@dataclass(frozen=True)
+class TwoStoreApis:
+    """Starts module-scoped glance-apis of ``two_store_glance_api`` on the session's venv,
+    PostgreSQL and cluster."""
+
+    venv: GlanceVenv
+    postgres: PostgreSQL
+    cluster: Simulator
+    tmp: pytest.TempPathFactory
+
+    @contextlib.contextmanager
+    def started(self, name: str, **options: Any) -> Iterator[GlanceApi]:
+        base = self.tmp.mktemp(name)
+        with two_store_glance_api(self.venv, self.postgres, self.cluster, base, **options) as api:
+            yield api
+
+
+@pytest.fixture(scope="session")
+def two_store_apis(
+    glance_venv: GlanceVenv,
+    postgres: PostgreSQL,
+    e2e_cluster: Simulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TwoStoreApis:
+    return TwoStoreApis(glance_venv, postgres, e2e_cluster, tmp_path_factory)
 
 
 def file_store_path(api: GlanceApi, image_id: str) -> Path:
