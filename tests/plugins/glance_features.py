@@ -38,7 +38,6 @@ LOG = logging.getLogger(__name__)
 
 DATERA = "datera1"
 FILE = "file1"
-EMPTY_SHA512 = hashlib.sha512(b"").hexdigest()
 
 
 # ---- glance-api with datera1 and file1 -----------------------------------------------------
@@ -297,7 +296,8 @@ def wait_imported(glance: GlanceClient, image_id: str, timeout: float = 60) -> d
 @contextlib.contextmanager
 def cluster_lookups(cluster: Simulator, image_id: str) -> Iterator[list[int]]:
     """Counts the EDF requests naming the image's app instance while the block runs (a
-    zero-delay fault that lets every request through); the list holds the count at exit."""
+    zero-delay fault that lets every request through); the list holds the count at exit.
+    The cluster's faults are cleared at exit: the e2e tests inject no others meanwhile."""
     budget = 1_000_000
     path = f"/app_instances/OS-IMAGE-{image_id}"
     cluster.add_fault(None, path, delay=0, count=budget)
