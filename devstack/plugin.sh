@@ -82,6 +82,14 @@ function datera_glance_write_backend {
         iniset "$conf" "$backend" datera_connector iscsi
         iniset "$conf" "$backend" datera_replica_count "$DATERA_REPLICA_COUNT"
         iniset "$conf" "$backend" datera_use_chap "$(trueorfalse False DATERA_USE_CHAP)"
+        iniset "$conf" "$backend" datera_use_multipath \
+            "$(trueorfalse False DATERA_USE_MULTIPATH)"
+        if [[ "$(trueorfalse False DATERA_USE_CHAP)" == "True" ]]; then
+            # Every glance-api host of the cluster needs the same key: set DATERA_CHAP_KEY
+            # for more than one; a single host gets a random one.
+            iniset "$conf" "$backend" datera_chap_key \
+                "${DATERA_CHAP_KEY:-$(openssl rand -base64 24)}"
+        fi
         if [[ -n "$DATERA_SSL_CA_FILE" ]]; then
             iniset "$conf" "$backend" datera_ssl_ca_file "$DATERA_SSL_CA_FILE"
         fi
@@ -90,8 +98,8 @@ function datera_glance_write_backend {
 }
 
 # datera_glance_install_rootwrap CONF_DIR: rootwrap.conf if glance has none yet, this
-# package's filters (privsep-helper for os-brick, the device chown), and the sudoers rule
-# that lets glance's user run glance-rootwrap.
+# package's filters (privsep-helper for os-brick and for datera_glance.privileged), and
+# the sudoers rule that lets glance's user run glance-rootwrap.
 function datera_glance_install_rootwrap {
     local conf_dir=$1
     local src=$DATERA_GLANCE_DIR/etc/glance
@@ -122,16 +130,22 @@ function configure_datera_glance {
 }
 
 # start_datera_glance_simulator: the EDF simulator as a devstack service, as root (loop
-# devices). glance-api starts after post-config and finds it listening.
+# devices). glance-api starts after post-config and finds it listening. Its data directory is
+# root's alone (the simulator refuses one another user owns or may write); the password
+# reaches it in a root-only file there, never on its command line (ps shows that to everyone).
 function start_datera_glance_simulator {
-    local xtrace cmd
+    local xtrace cmd password_file
     xtrace=$(set +o | grep xtrace)
-    set +o xtrace  # the command line holds the password
-    mkdir -p "$DATERA_GLANCE_SIM_DATA_DIR"
+    set +o xtrace  # the password must not reach stack.sh's log
+    password_file=$DATERA_GLANCE_SIM_DATA_DIR/password
+    sudo install -d -o root -g root -m 700 "$DATERA_GLANCE_SIM_DATA_DIR"
+    # printf is a shell builtin: the password is in no process's arguments.
+    printf '%s\n' "$DATERA_SAN_PASSWORD" \
+        | sudo install -o root -g root -m 600 /dev/stdin "$password_file"
     cmd="$GLANCE_BIN_DIR/datera-glance simulator --host 127.0.0.1"
     cmd+=" --port $DATERA_GLANCE_SIM_PORT --media $DATERA_GLANCE_SIM_MEDIA"
     cmd+=" --data-dir $DATERA_GLANCE_SIM_DATA_DIR --capacity $DATERA_GLANCE_SIM_CAPACITY"
-    cmd+=" --user $DATERA_SAN_LOGIN --password $DATERA_SAN_PASSWORD"
+    cmd+=" --user $DATERA_SAN_LOGIN --password-file $password_file"
     run_process datera-glance-sim "$cmd" "" root
     $xtrace
 }

@@ -17,6 +17,7 @@ from oslo_config import cfg
 from oslo_utils import units
 
 from datera_glance.edf import normalize_tenant
+from datera_glance.edf.config import SYSTEM_CA, system_ca_bundle
 
 DEFAULT_PORT = 7718
 DEFAULT_TENANT = "/root"
@@ -27,6 +28,8 @@ DEFAULT_CHUNK_SIZE = 1 * units.Gi
 API_VERSIONS = ("auto", "2.2", "2.1")
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
+CHAP_KEY_MIN_LENGTH = 16
+CHAP_KEY_MIN_DISTINCT = 10  # characters; a random key of 16 has about 14
 DEFAULT_IO_BUFFER_SIZE = 4 * units.Mi
 # Chosen by the benchmark sweep (benchmarks/results/summary.md): with md5 and sha512 on their
 # own threads, 4 buffers in flight kept the device busy where 2 left it waiting on the hashes.
@@ -178,7 +181,14 @@ Related options:
         help="""
 CA bundle used to verify the cluster's TLS certificate.
 
-Unset: the system's trusted CAs.
+Unset: the CA bundle that python-requests uses (the ``certifi`` package's, or the file named
+by ``REQUESTS_CA_BUNDLE`` in glance-api's environment), not the operating system's trusted
+CAs: a private CA added with ``update-ca-certificates`` is not in it.
+
+Possible values:
+    * ``system``: the operating system's trusted CAs (OpenSSL's default bundle, e.g.
+      ``/etc/ssl/certs/ca-certificates.crt``)
+    * The path of a PEM CA bundle
 
 Related options:
     * datera_ssl_verify
@@ -230,10 +240,41 @@ Related options:
         "datera_use_chap",
         default=False,
         help="""
-Protect image volumes with CHAP.
+Protect image volumes with CHAP (``iscsi`` connector).
 
-Credentials are derived per app instance from the cluster password, set on the storage
-instance and handed to os-brick; they are never stored or logged.
+Each image volume gets its own CHAP secret, derived from ``datera_chap_key``, set on its
+storage instance at every attach and handed to os-brick; secrets are never stored or logged,
+and nothing EDF shows or iSCSI sends is derived from them.
+
+Related options:
+    * datera_chap_key
+    * datera_connector
+""",
+    ),
+    cfg.StrOpt(
+        "datera_chap_key",
+        secret=True,
+        help=f"""
+Key from which each image volume's CHAP secret is derived (required with ``datera_use_chap``).
+
+At least {CHAP_KEY_MIN_LENGTH} characters ({CHAP_KEY_MIN_DISTINCT} different ones), random
+(``openssl rand -base64 24``): an iSCSI login's CHAP exchange lets an eavesdropper test guesses
+of it offline. Not the cluster password, and the same on every glance-api host of the
+cluster: each host derives the secrets itself. Changing it: change it on every host
+together; each image's target gets the new secret at its next attach.
+
+Related options:
+    * datera_use_chap
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_use_multipath",
+        default=False,
+        help="""
+Attach image volumes through every iSCSI portal of their access, as one dm-multipath device
+(``iscsi`` connector; as ``cinder_use_multipath`` of glance's cinder store).
+
+Needs multipath-tools with ``multipathd`` running on the glance-api host.
 
 Related options:
     * datera_connector
@@ -310,6 +351,10 @@ and time for sparse images. Like ``rbd_thin_provisioning`` and
         min=1,
         help="""
 Seconds to wait for the cluster's answer to one REST request.
+
+The whole answer, not each read of it: an answer still incomplete after this (plus the
+connect time-out, at most 10 seconds) fails like a time-out and the call is retried until
+``datera_retry_deadline``.
 
 Related options:
     * datera_retry_deadline
@@ -455,13 +500,22 @@ def tenant(text: str | None) -> str:
 
 def ca_file(path: str) -> str:
     """A CA bundle that can be loaded now, not at the first request (requests would raise a
-    bare OSError there, far from the configuration)."""
+    bare OSError there, far from the configuration); ``system`` if this host has one."""
+    if path == SYSTEM_CA:
+        if system_ca_bundle() is None:
+            raise OptionError(
+                "datera_ssl_ca_file",
+                "system: this host has no system CA bundle "
+                f"({ssl.get_default_verify_paths().openssl_cafile} is missing)",
+                "install the ca-certificates package, or give the path of a PEM CA bundle",
+            )
+        return path
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         raise OptionError(
             "datera_ssl_ca_file",
             f"{path!r} cannot be loaded ({e})",
-            "point it at a readable PEM CA bundle, or unset it to trust the system's CAs",
+            "point it at a readable PEM CA bundle, or set it to system for the system's CAs",
         ) from e
     return path

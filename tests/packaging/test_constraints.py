@@ -14,6 +14,7 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 from datera_glance.demo import glance_env
@@ -76,7 +77,10 @@ def test_build_requires_admits_what_the_build_needs() -> None:
 
 def test_this_venv_has_the_pinned_versions() -> None:
     """``./dev`` installed .venv under the constraints (what CI runs the suite with)."""
-    pins = _pins()
+    in_force = glance_env.constraints_file(ROOT)
+    if in_force is None:
+        pytest.skip("./dev latest: no constraints in force, by design")
+    pins = constraints.pinned(in_force.read_text().splitlines())
     wrong = {}
     for dist in importlib.metadata.distributions():
         key = constraints.canonical(dist.metadata["Name"])

@@ -10,6 +10,7 @@ the simulator's targets and handed to os-brick.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import uuid
@@ -27,9 +28,11 @@ from datera_glance.attach import chap_credentials
 from datera_glance.edf import ClientConfig, EdfClient
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
+from tests.plugins.edf_fakes import FakeRaw
 from tests.plugins.store import StoreFactory
 
 PASSWORD = "Zq9-cluster-Pw-7731"
+CHAP_KEY = "u7Rt2-chap-key-Kd91x"
 
 
 class KeyTap(requests.Session):
@@ -40,7 +43,9 @@ class KeyTap(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> Any:
         response = super().request(method, url, *a, **kw)
         if str(url).endswith("/login") and response.status_code == 200:
-            KeyTap.keys.append(response.json()["key"])
+            body = response.content  # read here: the transport reads it again from raw
+            KeyTap.keys.append(json.loads(body)["key"])
+            response.raw = FakeRaw(body)
         return response
 
 
@@ -112,6 +117,7 @@ def test_no_secret_in_any_record_or_error(
             sim,
             connector="iscsi",
             use_chap=True,
+            chap_key=CHAP_KEY,
             retry_deadline=1.0,
             connector_factory=lambda *_: iscsi,
             client_factory=lambda config: EdfClient(config, session=KeyTap()),
@@ -148,8 +154,8 @@ def test_no_secret_in_any_record_or_error(
     expect_failure(exceptions.BackendException, wrong, data)
     assert sim.state()["app_instances"] == []
 
-    chap = {chap_credentials(PASSWORD.encode(), i)[1] for i in image_ids}
-    secrets = {PASSWORD, "Wrong-Pw-55321", *KeyTap.keys, *chap, *iscsi.secrets}
+    chap = {chap_credentials(CHAP_KEY.encode(), i)[1] for i in image_ids}
+    secrets = {PASSWORD, CHAP_KEY, "Wrong-Pw-55321", *KeyTap.keys, *chap, *iscsi.secrets}
     assert chap <= set(iscsi.secrets) and len(KeyTap.keys) >= 3  # they were all used
     assert len(everything.texts) > 50  # DEBUG records were captured
     leaks = [

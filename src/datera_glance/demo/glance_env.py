@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from datera_glance import host
+from datera_glance.simulator.cli import PASSWORD_ENV, generate_password
+from datera_glance.simulator.facade import SimControl
 
 LOG = logging.getLogger(__name__)
 
@@ -841,14 +843,15 @@ class SimulatorProcess:
         *,
         media: str,
         username: str = "admin",
-        password: str = "password",
+        password: str | None = None,
         capacity: str | None = None,
         python: str = sys.executable,
     ) -> None:
         self.data_dir = data_dir
         self.media = media
         self.username = username
-        self.password = password
+        # Random unless given; the child reads it from its environment, never its argv.
+        self.password = password or generate_password()
         self.capacity = capacity
         self.python = python
         self.host = "127.0.0.1"
@@ -864,13 +867,13 @@ class SimulatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "datera_glance.cli", "simulator", "--host", self.host,
                "--port", str(free_port()), "--media", self.media,
-               "--data-dir", str(self.data_dir), "--user", self.username,
-               "--password", self.password]  # fmt: skip
+               "--data-dir", str(self.data_dir), "--user", self.username]  # fmt: skip
         if self.capacity:
             cmd += ["--capacity", self.capacity]
         log = self.log_file.open("a")
         self._proc = subprocess.Popen(
             cmd,
+            env={**os.environ, PASSWORD_ENV: self.password},
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -893,9 +896,7 @@ class SimulatorProcess:
 
     def state(self) -> dict[str, Any]:
         """``GET /_sim/state``: app instances, loop devices, initiators, capacity."""
-        with urllib.request.urlopen(f"{self.url}/_sim/state", timeout=10) as resp:
-            state: dict[str, Any] = json.load(resp)
-            return state
+        return SimControl.for_data_dir(self.url, self.data_dir).state()
 
     def stop(self, timeout: float = 30.0) -> None:
         proc, self._proc = self._proc, None
