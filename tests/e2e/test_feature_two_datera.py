@@ -12,10 +12,10 @@ import pytest
 from oslo_utils import units
 
 from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL, datera_store_options
+from datera_glance.demo.glance_env import GlanceApi, datera_store_options
 from datera_glance.simulator import Simulator
 from tests.plugins.glance import E2E_INITIATOR, Images, listen_port, payload, wait_until
-from tests.plugins.glance_features import Expected, cluster_bytes, wait_imported
+from tests.plugins.glance_features import Expected, TwoStoreApis, cluster_bytes, wait_imported
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -24,13 +24,11 @@ TENANTS = {"datera1": "/root/glance_one", "datera2": "/root/glance_two"}
 
 
 @pytest.fixture(scope="module")
-def glance_api(
-    glance_venv: GlanceVenv,
-    postgres: PostgreSQL,
-    e2e_cluster: Simulator,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GlanceApi]:
-    """Overrides the plugin's glance-api for this module (``glance``, ``images`` use it)."""
+def glance_api(two_store_apis: TwoStoreApis) -> Iterator[GlanceApi]:
+    """Overrides the plugin's glance-api for this module (``glance``, ``images`` use it):
+    ``datera1`` and ``datera2`` on the session's cluster, venv and PostgreSQL."""
+    session = two_store_apis
+    e2e_cluster = session.cluster
 
     def options(backend: str) -> dict[str, object]:
         return datera_store_options(
@@ -39,12 +37,12 @@ def glance_api(
         )  # fmt: skip
 
     api = GlanceApi(
-        glance_venv,
-        tmp_path_factory.mktemp("e2e-two-datera"),
+        session.venv,
+        session.tmp.mktemp("e2e-two-datera"),
         backend="datera1",
         store_options=options("datera1"),
         extra_backends={"datera2": ("datera", options("datera2"))},
-        database_url=postgres.url,
+        database_url=session.postgres.url,
         port=listen_port(),
         import_methods=("glance-direct", "copy-image"),
         show_locations=True,
