@@ -38,7 +38,18 @@ STORE_TESTS = (
     "tests/integration/test_store_faults.py",
     "tests/integration/test_unknown_size.py",
 )
-E2E_TESTS = ("tests/e2e",)
+#: glance-api end to end: what the driver does under each glance (uploads, downloads, deletes,
+#: sizes, lingering, outages, restarts, load, the demo); the feature suites of glance 33
+#: (``tests/e2e/test_feature_*``) assert glance 33's own features and run in ./dev test only.
+E2E_TESTS = (
+    "tests/e2e/test_glance_api.py",
+    "tests/e2e/test_glance_outage.py",
+    "tests/e2e/test_size_and_linger.py",
+    "tests/e2e/test_stores_detail.py",
+    "tests/e2e/test_load.py",
+    "tests/e2e/test_harness.py",
+    "tests/e2e/test_demo.py",
+)
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,8 @@ def restarted(api: GlanceApi) -> None:
 
 def glance_release() -> tuple[int, ...] | None:
     """The glance the e2e venv installs: its pin in the constraints in force (None: newest)."""
-    found = constraints_file(repo_root())
+    # This checkout (not repo_root(): the matrix imports the package from a release's venv).
+    found = constraints_file(Path(__file__).resolve().parents[2])
     if found is None:
         return None
     for line in found.read_text().splitlines():
