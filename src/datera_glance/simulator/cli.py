@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
+    parser.add_argument(
+        "--iscsi",
+        action="store_true",
+        help="serve online storage instances as real iSCSI targets on 127.0.0.1 and "
+        "127.0.0.2 (root; the kernel's LIO target)",
+    )
     parser.add_argument("--data-dir", required=True, help="state, volume files, tls/")
     parser.add_argument("--user", default="admin", help="login name (admin)")
     parser.add_argument("--password", default="password", help="login password")
@@ -98,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.media == "loop" and os.geteuid() != 0:
         print("error: --media loop needs root (losetup); use --media file", file=sys.stderr)
         return 2
+    if args.iscsi and os.geteuid() != 0:
+        print("error: --iscsi needs root (the kernel's iSCSI target)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -117,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         sw_version=args.sw_version,
         session_ttl=args.session_ttl,
         available_delay=args.available_delay,
+        iscsi=args.iscsi,
     )
     stop = threading.Event()
 

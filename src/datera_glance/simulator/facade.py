@@ -21,6 +21,7 @@ from datera_glance.simulator.cluster import Cluster
 from datera_glance.simulator.faults import Fault, Faults
 from datera_glance.simulator.gateway import Gateway
 from datera_glance.simulator.handlers import app_instances
+from datera_glance.simulator.iscsi import LioTargets
 from datera_glance.simulator.media import Runner, make_media, run_command
 from datera_glance.simulator.server import HttpServer
 from datera_glance.simulator.tls import make_certificate
@@ -38,6 +39,8 @@ class Simulator:
     :param run: runs ``losetup``; injectable for tests.
     :param clock: for session expiry and the optional ``available_delay``.
     :param work: counts work that could grow with the number of objects (tests read it).
+    :param iscsi: serve each online storage instance as a real iSCSI target (root; the
+        kernel's LIO, see ``simulator.iscsi``); a ``LioTargets`` chooses its portals.
     """
 
     def __init__(
@@ -59,8 +62,13 @@ class Simulator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         work: Work | None = None,
+        iscsi: bool | LioTargets = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: the iSCSI targets (``stop_portal``/``start_portal``), or None
+        self.iscsi: LioTargets | None = (
+            iscsi if isinstance(iscsi, LioTargets) else LioTargets(run=run) if iscsi else None
+        )
         self.host = host
         self.port = port
         self.tls = tls
@@ -82,6 +90,7 @@ class Simulator:
             available_delay=available_delay,
             clock=clock,
             work=work,
+            targets=self.iscsi,
         )
         self.work = self.cluster.work
         self.faults = Faults()
@@ -100,6 +109,8 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.iscsi is not None:
+            self.iscsi.prepare()
         self.cluster.load()
         try:
             server = HttpServer((self.host, self.port), self._gateway)
