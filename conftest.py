@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.plugins.store",
     "tests.plugins.glance",
     "tests.plugins.cli",
+    "tests.plugins.iscsi_guest",
 ]
 
 

@@ -71,6 +71,10 @@ class ConfigFs:
         if not os.path.islink(self.root / path):
             os.symlink(self.root / target, self.root / path)
 
+    def links(self, path: str) -> list[str]:
+        """The symbolic links in ``path`` (not its attribute files or default groups)."""
+        return [n for n in self.listdir(path) if os.path.islink(self.root / path / n)]
+
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.listdir(self.root / path))
@@ -149,6 +153,15 @@ class LioTargets:
     def start_portal(self, ip: str) -> None:
         self._set_portal(ip, enabled=True)
 
+    def login_stats(self, iqn: str) -> dict[str, int]:
+        """The kernel target's login counters of ``iqn``: ``accepts``, ``authenticate_fails``
+        (a wrong CHAP secret), ``authorize_fails`` (an initiator not in the ACL), ..."""
+        stats = f"iscsi/{iqn}/fabric_statistics/iscsi_login_stats"
+        return {
+            name: int(read_text(self._fs.root / stats / name))
+            for name in ("accepts", "authenticate_fails", "authorize_fails", "negotiate_fails")
+        }
+
     def targets(self) -> list[str]:
         """The IQNs served now, as the kernel lists them."""
         return [name for name in self._fs.listdir("iscsi") if name.startswith("iqn.")]
@@ -180,8 +193,8 @@ class LioTargets:
         self._fs.mkdir(store)
         size = os.stat(vol.file).st_size
         self._fs.write(f"{store}/control", f"fd_dev_name={vol.file},fd_dev_size={size}")
-        self._fs.write(f"{store}/wwn/vpd_unit_serial", vol.uuid)
         self._fs.write(f"{store}/enable", "1")
+        self._fs.write(f"{store}/wwn/vpd_unit_serial", vol.uuid)  # before any export
         for tpg, ip in self._tpgs(si.iqn):
             self._fs.mkdir(f"{tpg}/lun/{_LUN}")
             self._fs.link(store, f"{tpg}/lun/{_LUN}/volume")
@@ -216,7 +229,7 @@ class LioTargets:
         node = f"{tpg}/acls/{initiator}"
         for mapped in self._fs.listdir(node):
             if mapped.startswith("lun_"):
-                for link in self._fs.listdir(f"{node}/{mapped}"):
+                for link in self._fs.links(f"{node}/{mapped}"):
                     _ignore_missing(self._fs.unlink, f"{node}/{mapped}/{link}")
                 _ignore_missing(self._fs.rmdir, f"{node}/{mapped}")
         _ignore_missing(self._fs.rmdir, node)
@@ -232,9 +245,8 @@ class LioTargets:
             for initiator in self._fs.listdir(f"{tpg}/acls"):
                 self._remove_acl(tpg, initiator)
             for lun in self._fs.listdir(f"{tpg}/lun"):
-                for link in self._fs.listdir(f"{tpg}/lun/{lun}"):
-                    if os.path.islink(self._fs.root / tpg / "lun" / lun / link):
-                        self._fs.unlink(f"{tpg}/lun/{lun}/{link}")
+                for link in self._fs.links(f"{tpg}/lun/{lun}"):
+                    self._fs.unlink(f"{tpg}/lun/{lun}/{link}")
                 self._fs.rmdir(f"{tpg}/lun/{lun}")
             for portal in self._fs.listdir(f"{tpg}/np"):
                 self._fs.rmdir(f"{tpg}/np/{portal}")
@@ -256,6 +268,11 @@ class LioTargets:
                 if portal == ip:
                     self._fs.write(f"{tpg}/enable", "1" if enabled else "0")
         LOG.info("iSCSI portal %s %s", ip, "started" if enabled else "stopped")
+
+
+def read_text(path: Path) -> str:
+    with open(path, encoding="ascii") as f:
+        return f.read().strip()
 
 
 def _chap_attributes(auth: dict[str, str]) -> dict[str, str]:
