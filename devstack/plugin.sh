@@ -82,6 +82,14 @@ function datera_glance_write_backend {
         iniset "$conf" "$backend" datera_connector iscsi
         iniset "$conf" "$backend" datera_replica_count "$DATERA_REPLICA_COUNT"
         iniset "$conf" "$backend" datera_use_chap "$(trueorfalse False DATERA_USE_CHAP)"
+        iniset "$conf" "$backend" datera_use_multipath \
+            "$(trueorfalse False DATERA_USE_MULTIPATH)"
+        if [[ "$(trueorfalse False DATERA_USE_CHAP)" == "True" ]]; then
+            # Every glance-api host of the cluster needs the same key: set DATERA_CHAP_KEY
+            # for more than one; a single host gets a random one.
+            iniset "$conf" "$backend" datera_chap_key \
+                "${DATERA_CHAP_KEY:-$(openssl rand -base64 24)}"
+        fi
         if [[ -n "$DATERA_SSL_CA_FILE" ]]; then
             iniset "$conf" "$backend" datera_ssl_ca_file "$DATERA_SSL_CA_FILE"
         fi
@@ -90,8 +98,8 @@ function datera_glance_write_backend {
 }
 
 # datera_glance_install_rootwrap CONF_DIR: rootwrap.conf if glance has none yet, this
-# package's filters (privsep-helper for os-brick, the device chown), and the sudoers rule
-# that lets glance's user run glance-rootwrap.
+# package's filters (privsep-helper for os-brick and for datera_glance.privileged), and
+# the sudoers rule that lets glance's user run glance-rootwrap.
 function datera_glance_install_rootwrap {
     local conf_dir=$1
     local src=$DATERA_GLANCE_DIR/etc/glance

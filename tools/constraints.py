@@ -23,6 +23,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,26 +84,35 @@ def apply_pins(upstream: Sequence[str], pins: Mapping[str, str]) -> list[str]:
     """OpenStack's lines with each pinned package's lines replaced by one ``===`` line."""
     wanted = {canonical(name): (name, version) for name, version in pins.items()}
     out: list[str] = []
+    done: set[str] = set()
     for line in upstream:
         match = _PIN.match(line.strip())
-        key = canonical(match.group(1)) if match else None
+        key = canonical(match.group(1)) if match else ""
         if key in wanted:
-            name, version = wanted.pop(key)
-            out.append(f"{name}==={version}  # pinned in constraints/sources.toml")
+            if key not in done:  # a package may have a line per python_version marker
+                name, version = wanted[key]
+                out.append(f"{name}==={version}  # pinned in constraints/sources.toml")
+                done.add(key)
         elif line.strip():
             out.append(line.rstrip())
-    out.extend(f"{n}==={v}  # pinned in constraints/sources.toml" for n, v in wanted.values())
+    out.extend(
+        f"{n}==={v}  # pinned in constraints/sources.toml"
+        for key, (n, v) in wanted.items()
+        if key not in done
+    )
     return out
 
 
 def install_set() -> list[str]:
-    """Every requirement an environment of the project installs (one resolver run)."""
+    """Every requirement an environment of the project installs (one resolver run). The
+    project's own requirements, not the project: a release its bounds refuse still resolves."""
     sys.path.insert(0, str(ROOT / "src"))
-    from datera_glance.demo.glance_env import BUILD_REQUIREMENTS, GLANCE_REQUIREMENTS
+    from datera_glance.demo.glance_env import GLANCE_REQUIREMENTS, build_requirements
 
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    groups = ",".join(sorted(extras.get("optional-dependencies", {})))
-    return [f"{ROOT}[{groups}]", *GLANCE_REQUIREMENTS, *BUILD_REQUIREMENTS, "pip"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    own = [*project["dependencies"], *chain(*project.get("optional-dependencies", {}).values())]
+    names = [re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] for req in own]
+    return [*names, *GLANCE_REQUIREMENTS, *build_requirements(ROOT), "pip"]
 
 
 def resolve(constraint_lines: Sequence[str], requirements: Sequence[str]) -> dict[str, str]:
@@ -179,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, changed = generate(release, args.upstream or release.upstream, upgrade=args.upgrade)
     release.path.write_text(text)
     print(f"{release.path.relative_to(ROOT)}: {len(changed)} change(s)")
-    print("\n".join(changed) or "  (none)")
+    if len(changed) == len(pinned(text.splitlines())):
+        print("  (a new file: every line is new)")
+    else:
+        print("\n".join(changed) or "  (none)")
     return 0
 
 

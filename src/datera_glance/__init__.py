@@ -2,7 +2,7 @@
 
 from datera_glance import third_party_warnings
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 # Before anything imports os-brick: glance-api's log and the CLI's stderr show no library's
 # warnings about itself (third_party_warnings says which, and why).

@@ -27,6 +27,8 @@ DEFAULT_CHUNK_SIZE = 1 * units.Gi
 API_VERSIONS = ("auto", "2.2", "2.1")
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
+CHAP_KEY_MIN_LENGTH = 16
+CHAP_KEY_MIN_DISTINCT = 10  # characters; a random key of 16 has about 14
 DEFAULT_IO_BUFFER_SIZE = 4 * units.Mi
 # Chosen by the benchmark sweep (benchmarks/results/summary.md): with md5 and sha512 on their
 # own threads, 4 buffers in flight kept the device busy where 2 left it waiting on the hashes.
@@ -230,10 +232,41 @@ Related options:
         "datera_use_chap",
         default=False,
         help="""
-Protect image volumes with CHAP.
+Protect image volumes with CHAP (``iscsi`` connector).
 
-Credentials are derived per app instance from the cluster password, set on the storage
-instance and handed to os-brick; they are never stored or logged.
+Each image volume gets its own CHAP secret, derived from ``datera_chap_key``, set on its
+storage instance at every attach and handed to os-brick; secrets are never stored or logged,
+and nothing EDF shows or iSCSI sends is derived from them.
+
+Related options:
+    * datera_chap_key
+    * datera_connector
+""",
+    ),
+    cfg.StrOpt(
+        "datera_chap_key",
+        secret=True,
+        help=f"""
+Key from which each image volume's CHAP secret is derived (required with ``datera_use_chap``).
+
+At least {CHAP_KEY_MIN_LENGTH} characters ({CHAP_KEY_MIN_DISTINCT} different ones), random
+(``openssl rand -base64 24``): an iSCSI login's CHAP exchange lets an eavesdropper test guesses
+of it offline. Not the cluster password, and the same on every glance-api host of the
+cluster: each host derives the secrets itself. Changing it: change it on every host
+together; each image's target gets the new secret at its next attach.
+
+Related options:
+    * datera_use_chap
+""",
+    ),
+    cfg.BoolOpt(
+        "datera_use_multipath",
+        default=False,
+        help="""
+Attach image volumes through every iSCSI portal of their access, as one dm-multipath device
+(``iscsi`` connector; as ``cinder_use_multipath`` of glance's cinder store).
+
+Needs multipath-tools with ``multipathd`` running on the glance-api host.
 
 Related options:
     * datera_connector

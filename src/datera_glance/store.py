@@ -34,14 +34,14 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, options, upload_state
+from datera_glance import chunkio, compat, options, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
     Attachment,
     AttachSettings,
     ConnectorFactory,
-    Executor,
+    DeviceOwner,
     TimerFactory,
     thread_timer,
 )
@@ -144,6 +144,8 @@ class StoreSettings:
     connector: str
     initiator_name: str | None
     use_chap: bool
+    chap_key: str = field(repr=False)
+    use_multipath: bool
     default_image_size_gib: int
     io_buffer_size: int
     io_depth: int
@@ -202,6 +204,8 @@ class StoreSettings:
             connector=get("connector"),
             initiator_name=initiator,
             use_chap=bool(get("use_chap")),
+            chap_key=cls._chap_key(get),
+            use_multipath=bool(get("use_multipath")),
             default_image_size_gib=int(get("default_image_size")),
             io_buffer_size=options.io_buffer_size(int(get("io_buffer_size"))),
             io_depth=int(get("io_depth")),
@@ -214,6 +218,33 @@ class StoreSettings:
         )
         settings.client_config()  # ClientConfig's own checks, now rather than at first use
         return settings
+
+    @staticmethod
+    def _chap_key(get: Callable[[str], Any]) -> str:
+        """``datera_chap_key``: needed for CHAP on iSCSI, a random key of its own (the CHAP
+        secrets are derived from it, see ``attach.chap``)."""
+        key = get("chap_key") or ""
+        if not (get("use_chap") and get("connector") == "iscsi"):
+            return key
+        fix = "set it to the same random value on every glance-api host (openssl rand -base64 24)"
+        if not key:
+            raise options.OptionError("datera_chap_key", "is not set (datera_use_chap)", fix)
+        if len(key) < options.CHAP_KEY_MIN_LENGTH:
+            raise options.OptionError(
+                "datera_chap_key",
+                f"is shorter than {options.CHAP_KEY_MIN_LENGTH} characters",
+                fix,
+            )
+        if key == get("san_password"):
+            raise options.OptionError("datera_chap_key", "is the cluster password", fix)
+        if len(set(key)) < options.CHAP_KEY_MIN_DISTINCT:
+            # The wire carries a response to test guesses of the key against: no patterns.
+            raise options.OptionError(
+                "datera_chap_key",
+                f"has fewer than {options.CHAP_KEY_MIN_DISTINCT} different characters",
+                fix,
+            )
+        return key
 
     @property
     def growth_step_gib(self) -> int:
@@ -252,7 +283,8 @@ class StoreSettings:
             scope=f"{self.san_ip}:{self.san_port}{self.tenant}",
             initiator_name=self.initiator_name,
             use_chap=self.use_chap,
-            chap_key=self.password.encode(),
+            chap_key=self.chap_key.encode(),
+            use_multipath=self.use_multipath,
             rootwrap_config=self.rootwrap_config,
             wait_timeout=max(self.retry_deadline, 30.0),
             linger=self.attach_linger,
@@ -298,13 +330,13 @@ def ai_name(image_id: str) -> str:
     return AI_PREFIX + image_id
 
 
-class ClusterUnavailable(exceptions.RemoteServiceUnavailable, exceptions.TimeoutError):
+class ClusterUnavailable(exceptions.RemoteServiceUnavailable, compat.StoreTimeoutError):
     """The cluster cannot be reached now; the next operation may work.
 
     Both glance_store types, so that glance 33 answers 503 (which clients retry) everywhere:
     it maps ``RemoteServiceUnavailable`` to 503 on download (glance/api/v2/image_data.py) but
     only ``TimeoutError`` on upload and delete (image_data.py, images.py); anything else is a
-    500 there.
+    500 there. glance_store before 5.4.0 has no ``TimeoutError`` (``compat``).
     """
 
 
@@ -470,7 +502,7 @@ class Store(driver.Store):
     :param backend: the backend id (multistore) or None (legacy ``[glance_store]``).
     :param copier: the copier to use (tests pick a core); default ``chunkio.get_copier()``.
     :param connector_factory: builds os-brick connectors (tests inject a fake).
-    :param executor: runs privileged commands (tests inject a fake).
+    :param device_owner: lends attached devices to glance's user (tests inject a fake).
     :param client_factory: builds the EDF client from a ``ClientConfig``.
     :param timer: schedules the end of lingering attachments (tests fire it by hand).
     :param judge: decides whether another upload of an image is still live (tests give it a
@@ -491,7 +523,7 @@ class Store(driver.Store):
         *,
         copier: chunkio.Copier | None = None,
         connector_factory: ConnectorFactory | None = None,
-        executor: Executor | None = None,
+        device_owner: DeviceOwner | None = None,
         client_factory: ClientFactory | None = None,
         timer: TimerFactory | None = None,
         judge: upload_state.Judge | None = None,
@@ -501,12 +533,12 @@ class Store(driver.Store):
         self._judge = judge or upload_state.Judge(max_age=upload_state.REPLACE_MAX_AGE)
         self._copier = copier
         self._connector_factory = connector_factory
-        self._executor = executor
+        self._device_owner = device_owner
         self._client_factory: ClientFactory = client_factory or EdfClient
         self._parts: _Parts | None = None
         if self.backend_group:
-            self.store_conf: Any = driver.BackendGroupConfiguration(
-                self.OPTIONS, self.backend_group, conf=self.conf
+            self.store_conf: Any = compat.backend_options(
+                self.OPTIONS, self.backend_group, self.conf
             )
         else:
             self.store_conf = self.conf.glance_store
@@ -554,7 +586,7 @@ class Store(driver.Store):
                 client,
                 settings.attach_settings(),
                 connector_factory=self._connector_factory,
-                executor=self._executor,
+                device_owner=self._device_owner,
                 timer=self._timer or thread_timer,
             )
         except (OSError, AttachError) as e:

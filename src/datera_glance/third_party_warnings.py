@@ -43,10 +43,16 @@ FILTERS: tuple[Filter, ...] = (
         "eventlet then warns at every fork (subprocess, multiprocessing) of the process",
     ),
     Filter(
-        "eventletutils module is deprecated",
+        "event(let|ulet)utils module is deprecated",
         "builtins.DeprecationWarning",
         "",
-        "os-brick's connector module -> oslo.service's eventlet backend -> oslo.utils",
+        "os-brick -> oslo.log or oslo.service -> oslo.utils (older oslo.utils spell it eventulet)",
+    ),
+    Filter(
+        r"Using function/method 'exception_to_unicode\(\)' is deprecated",
+        "builtins.DeprecationWarning",
+        r"glance_store\.",
+        "glance_store before 5.0 (2025.1) logs a refused backend with oslo.utils' deprecated call",
     ),
     Filter(
         r"The 'oslo_service\.eventlet_backdoor' module usage is deprecated",

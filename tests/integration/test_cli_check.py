@@ -36,6 +36,7 @@ def test_check_ok_table_and_json(simulator: Simulator, cli: Cli) -> None:
     assert statuses(doc) == {
         "options": "ok",
         "cluster": "ok",
+        "product": "ok",
         "tenant": "ok",
         "capacity": "ok",
         "connector": "ok",
@@ -44,6 +45,30 @@ def test_check_ok_table_and_json(simulator: Simulator, cli: Cli) -> None:
         "O_DIRECT": "skipped",
     }
     assert set(doc["checks"][0]) == {"name", "status", "detail", "fix"}
+
+
+@pytest.mark.parametrize(
+    ("sw_version", "status", "verdict"),
+    [
+        ("2.1.4.0", "ok", "supported"),
+        ("2.2.7.1", "ok", "supported"),
+        ("3.3.0.0", "ok", "tested, not in the version table"),
+        ("4.0.1.0", "warning", "unknown to this driver"),
+    ],
+)
+def test_check_says_whether_the_product_version_is_supported(
+    simulator_factory: Callable[..., Simulator],
+    cli_factory: Callable[..., Cli],
+    sw_version: str,
+    status: str,
+    verdict: str,
+) -> None:
+    """The driver's version table names 2.1.x and 2.2.x; others are a note, never a refusal."""
+    cli = cli_factory(simulator_factory(sw_version=sw_version))
+    doc = cli.json("check")
+    row = next(c for c in doc["checks"] if c["name"] == "product")
+    assert (row["status"], row["detail"]) == (status, f"{sw_version}: {verdict}")
+    assert doc["ok"] is True
 
 
 def test_check_write_test_leaves_nothing(simulator: Simulator, cli: Cli) -> None:

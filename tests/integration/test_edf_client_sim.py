@@ -425,6 +425,34 @@ def test_metadata_path_by_product_version(
     assert used == {leaf}
 
 
+@pytest.mark.parametrize(
+    ("sw_version", "level", "verdict"),
+    [
+        ("2.2.7.0", logging.INFO, "supported"),
+        ("3.3.0.0", logging.INFO, "tested, not in the version table"),
+        ("4.1.0.0", logging.WARNING, "unknown to this driver"),
+    ],
+)
+def test_first_contact_logs_the_product_version_once(
+    simulator_factory: Callable[..., Simulator],
+    connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+    sw_version: str,
+    level: int,
+    verdict: str,
+) -> None:
+    c = connect(simulator_factory(sw_version=sw_version))
+    with caplog.at_level(logging.INFO, logger="datera_glance.edf.client"):
+        c.client.system()
+        c.client.system()
+    said = [r for r in caplog.records if "product version" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].levelno == level
+    assert (
+        f"product version {sw_version} ({verdict}; supported: 2.1.x, 2.2.x)" in said[0].getMessage()
+    )
+
+
 # -- faults over real HTTP: retries with a fake sleep -----------------------------------------
 
 

@@ -36,6 +36,7 @@ from os_brick import exception as brick_exception
 from os_brick.initiator.connectors.local import LocalConnector
 from oslo_utils import units
 
+from datera_glance import compat
 from datera_glance.simulator import Simulator
 from datera_glance.store import ClusterUnavailable, Store, StoreLocation
 from tests.plugins.simulator import loop_devices_on
@@ -276,7 +277,7 @@ def test_503_burst_longer_than_the_deadline_is_503_then_works(
     with pytest.raises(ClusterUnavailable) as caught:
         _run(imgs, operation, data, uri)
     assert isinstance(caught.value, exceptions.RemoteServiceUnavailable)
-    assert isinstance(caught.value, exceptions.TimeoutError)
+    assert isinstance(caught.value, compat.StoreTimeoutError)
     sim.clear_faults()
     if operation == "add":
         imgs.assert_clean()

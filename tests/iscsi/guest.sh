@@ -42,7 +42,9 @@ if [ ! -s /etc/iscsi/initiatorname.iscsi ]; then
     echo "InitiatorName=$(iscsi-iname)" >/etc/iscsi/initiatorname.iscsi
 fi
 
-step "iscsid"
+step "iscsid (a failed path gives its I/O back after 5 s, as multipath hosts set it)"
+sed -i 's/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = 5/' \
+    /etc/iscsi/iscsid.conf
 iscsid
 
 step "pytest tests/iscsi/guest"

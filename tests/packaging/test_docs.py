@@ -129,9 +129,13 @@ def test_troubleshooting_quotes_messages_the_code_still_has() -> None:
 
 
 def test_troubleshooting_explains_every_check() -> None:
-    """The names ``datera-glance check`` prints (``Result("name", ...)``) and the guide's."""
+    """The names ``datera-glance check`` prints (``Result("name", ...)``, and the connector
+    strategies' ``Prerequisite("name", ...)`` and ``_on_path("command", ...)`` it shows) and
+    the guide's."""
     code = (ROOT / "src" / "datera_glance" / "cli" / "check.py").read_text()
     made = set(re.findall(r'Result\(\s*"([^"]+)"', code))
+    strategies = (ROOT / "src" / "datera_glance" / "attach" / "connectors.py").read_text()
+    made |= set(re.findall(r'(?:Prerequisite|_on_path)\(\s*"([^"]+)"', strategies))
     guide = (ROOT / "doc" / "source" / "troubleshooting.rst").read_text()
     body = guide.split("What ``check`` reports\n", 1)[1].split("\n", 1)[1]  # past the underline
     section = body.split("\n====", 1)[0]

@@ -4,7 +4,7 @@
 ``ConfigOpts``, sets the options (``chunk_size=...`` or ``datera_chunk_size=...``) in the
 backend's group (``backend=None``: legacy ``[glance_store]``), points the LOCAL connector at
 the simulator's devices and calls ``configure()`` as glance does. Extra keyword-only knobs:
-``connector_factory``, ``executor``, ``client_factory``, ``lock_path``, ``timer``.
+``connector_factory``, ``device_owner``, ``client_factory``, ``lock_path``, ``timer``.
 
 For glance_store's module-level API (``multi_backend``, ``backend``): ``global_conf`` (the
 global CONF with ``Overrides`` undone at teardown, and the scheme maps restored) and
@@ -87,7 +87,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
         copier: Any = None,
         backend: str | None = "datera1",
         connector_factory: Any = None,
-        executor: Any = None,
+        device_owner: Any = None,
         client_factory: Any = None,
         lock_path: str | Path | None = None,
         timer: Any = None,
@@ -100,7 +100,7 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
             backend=backend,
             copier=copier,
             connector_factory=connector_factory,
-            executor=executor,
+            device_owner=device_owner,
             client_factory=client_factory,
             timer=timer,
         )

@@ -1,4 +1,4 @@
-"""attach.py with an injected connector factory, executor and a recording fake EDF client.
+"""The attach room with an injected connector factory, device owner and a recording fake EDF client.
 
 The iSCSI path cannot run on these machines (no SCSI in the kernel), so the exact os-brick
 connection properties and privileged commands are checked here; the LOCAL path runs for real
@@ -21,6 +21,7 @@ from os_brick import exception as brick_exception
 from oslo_concurrency import processutils
 
 from datera_glance import attach, host
+from datera_glance.attach.records import Linger
 from datera_glance.edf import errors, models
 
 IQN = "iqn.1993-08.org.debian:01:host-a"
@@ -141,20 +142,23 @@ class FakeConnector:
         self.disconnects.append((dict(props), dict(device_info), force))
 
 
-class Recorder:
-    """A ``processutils.execute`` stand-in; fails the way the real one does."""
+class Owner:
+    """A ``DeviceOwner`` stand-in recording its calls; fails the way the privsep one does
+    (its failures come out of ``host_errors`` as AttachError)."""
 
     def __init__(self, fail: bool = False) -> None:
-        self.commands: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+        self.calls: list[tuple[str, str, int | None]] = []
         self.fail = fail
 
-    def __call__(self, *cmd: str, **kwargs: Any) -> tuple[str, str]:
-        self.commands.append((cmd, kwargs))
+    def lend(self, path: str, rdev: int | None) -> bool:
+        self.calls.append(("lend", path, rdev))
         if self.fail:
-            raise processutils.ProcessExecutionError(
-                stderr="rootwrap refused chown", exit_code=99, cmd=" ".join(cmd)
-            )
-        return "", ""
+            with attach.errors.host_errors(f"handing {path} to uid 4242"):
+                raise PermissionError(1, "privsep refused", path)
+        return True
+
+    def give_back(self, path: str, rdev: int | None) -> None:
+        self.calls.append(("give_back", path, rdev))
 
 
 @pytest.fixture
@@ -170,7 +174,7 @@ def make_attacher(
     fake: FakeConnector,
     *,
     factory_calls: list[tuple[str, str]] | None = None,
-    executor: Recorder | None = None,
+    owner: attach.DeviceOwner | None = None,
     euid: int = 0,
     **settings: Any,
 ) -> attach.Attacher:
@@ -195,7 +199,7 @@ def make_attacher(
         client,  # type: ignore[arg-type]
         cfg,
         connector_factory=factory,
-        executor=executor or Recorder(),
+        device_owner=owner or Owner(),
         geteuid=lambda: euid,
         by_path_dir=str(by_path),
     )
@@ -237,6 +241,40 @@ def test_iscsi_connection_properties_and_calls(tmp_path: pathlib.Path, device: s
     assert not list((tmp_path / "locks").glob("*.json"))
 
 
+@pytest.mark.parametrize(
+    ("connector", "multipath", "strategy"),
+    [
+        ("local", False, attach.LocalStrategy),
+        ("local", True, attach.LocalStrategy),
+        ("iscsi", False, attach.IscsiStrategy),
+        ("iscsi", True, attach.IscsiMultipathStrategy),
+    ],
+)
+def test_one_strategy_is_chosen_from_the_options(
+    connector: str, multipath: bool, strategy: type[attach.ConnectorStrategy]
+) -> None:
+    chosen = attach.strategy_for(connector, multipath, ROOT_HELPER)
+    assert type(chosen) is strategy
+    assert chosen.use_multipath == (strategy is attach.IscsiMultipathStrategy)
+    with pytest.raises(attach.AttachError, match="datera_connector"):
+        attach.strategy_for("fc", multipath, ROOT_HELPER)
+
+
+def test_multipath_properties_name_every_portal(tmp_path: pathlib.Path, device: str) -> None:
+    """os-brick's iSCSI connector logs in to each (portal, iqn, lun) of ``target_portals``,
+    ``target_iqns`` and ``target_luns`` when multipath is on (os_brick/initiator/connectors/
+    iscsi.py, ``_get_all_targets``)."""
+    client = FakeClient(make_si())
+    conn = FakeConnector(device)
+    attacher = make_attacher(tmp_path, client, conn, use_multipath=True)
+    assert type(attacher.strategy) is attach.IscsiMultipathStrategy
+    with attacher.attached(client.ai()):
+        [props] = conn.connects
+    assert props["target_portals"] == ["172.28.1.5:3260", "172.28.1.6:3260"]
+    assert props["target_iqns"] == [TARGET, TARGET] and props["target_luns"] == [0, 0]
+    assert props["target_portal"] == "172.28.1.5:3260" and props["target_iqn"] == TARGET
+
+
 def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
     tmp_path: pathlib.Path, device: str
 ) -> None:
@@ -249,12 +287,15 @@ def test_offline_app_instance_is_onlined_and_acl_not_duplicated(
     assert client.admin_state == "online"
 
 
+CHAP_KEY = b"Vb3k9-chap-key-random-24"
+
+
 def test_chap_credentials_are_derived_set_and_handed_to_os_brick(
     tmp_path: pathlib.Path, device: str
 ) -> None:
-    key = b"cluster-password"
+    key = CHAP_KEY
     user, secret = attach.chap_credentials(key, AI_UUID)
-    assert len(secret) == 16 and user.startswith("glance-")
+    assert len(secret) == 16 and secret.isalnum() and user == "glance-5f0c8f0e6d3e"
     assert attach.chap_credentials(key, AI_UUID) == (user, secret)
     assert attach.chap_credentials(b"other", AI_UUID)[1] != secret
 
@@ -270,13 +311,28 @@ def test_chap_credentials_are_derived_set_and_handed_to_os_brick(
     assert ("set_chap", AI_UUID, user, secret) in client.calls
     assert secret not in repr(attacher._settings)
 
-    # a second host computes the same credentials and does not reset them
+    # a second host computes the same credentials (and sets the same ones: EDF never shows
+    # a secret, so every fresh attach sets it)
     conn2 = FakeConnector(device, initiator="iqn.1993-08.org.debian:01:host-b")
     other = make_attacher(tmp_path / "b", client, conn2, use_chap=True, chap_key=key)
     client.calls.clear()
     with other.attached(client.ai()):
         assert conn2.connects[0]["auth_password"] == secret
-    assert not [c for c in client.calls if c[0] == "set_chap"]
+    assert [c for c in client.calls if c[0] == "set_chap"] == [("set_chap", AI_UUID, user, secret)]
+
+
+def test_chap_user_names_reveal_nothing_of_a_secret() -> None:
+    """EDF shows the user name (auth.target_user_name) and iSCSI sends it in clear: it is the
+    same whatever the key (before, it ended with 8 hex digits of the secret's HMAC, and a weak
+    cluster password was recovered offline). Each image's secret is its own: one recovered
+    secret tells nothing of another image's."""
+    user_a, secret_a = attach.chap_credentials(b"key-a-0123456789ab", AI_UUID)
+    user_b, secret_b = attach.chap_credentials(b"key-b-0123456789ab", AI_UUID)
+    assert user_a == user_b == f"glance-{AI_UUID.replace('-', '')[:12]}"
+    assert secret_a != secret_b
+    other_uuid = "0c7a1b3e-1111-4c39-9f6a-2f2a3f6f1c11"
+    assert attach.chap_credentials(b"key-a-0123456789ab", other_uuid)[1] != secret_a
+    assert secret_a not in user_a and all(len(s) == 16 for s in (secret_a, secret_b))
 
 
 def test_users_share_one_attachment_and_the_last_disconnects(
@@ -354,40 +410,35 @@ def test_a_dead_worker_does_not_keep_the_device_forever(
     assert not list((tmp_path / "locks").glob("*.json"))
 
 
-def test_temporary_chown_when_glance_is_not_root(tmp_path: pathlib.Path, device: str) -> None:
+def test_device_lent_when_glance_is_not_root(tmp_path: pathlib.Path, device: str) -> None:
     client = FakeClient(make_si())
     conn = FakeConnector(device)
-    executor = Recorder()
-    attacher = make_attacher(tmp_path, client, conn, executor=executor, euid=4242)
-    owner = os.stat(device).st_uid
+    owner = Owner()
+    attacher = make_attacher(tmp_path, client, conn, owner=owner, euid=4242)
     a = attacher.attach(client.ai())
     b = attacher.attach(client.ai())
-    kw = {"run_as_root": True, "root_helper": ROOT_HELPER}
-    assert executor.commands == [(("chown", "4242", device), kw)]
+    assert owner.calls == [("lend", device, None)]  # a file, not a block device: no rdev
     a.close()
     b.close()
-    assert executor.commands == [
-        (("chown", "4242", device), kw),
-        (("chown", str(owner), device), kw),
-    ]
+    assert owner.calls == [("lend", device, None), ("give_back", device, None)]
     assert len(conn.disconnects) == 1
 
 
-def test_no_chown_as_root(tmp_path: pathlib.Path, device: str) -> None:
-    executor = Recorder()
+def test_nothing_lent_as_root(tmp_path: pathlib.Path, device: str) -> None:
+    owner = Owner()
     client = FakeClient(make_si())
-    attacher = make_attacher(tmp_path, client, FakeConnector(device), executor=executor)
+    attacher = make_attacher(tmp_path, client, FakeConnector(device), owner=owner)
     with attacher.attached(client.ai()):
         pass
-    assert executor.commands == []
+    assert owner.calls == []
 
 
-def test_failed_chown_disconnects_and_raises(tmp_path: pathlib.Path, device: str) -> None:
-    # rootwrap's failure (processutils.ProcessExecutionError) reaches the Store as AttachError
+def test_failed_lend_disconnects_and_raises(tmp_path: pathlib.Path, device: str) -> None:
+    # the privsep daemon's failure reaches the Store as AttachError
     client = FakeClient(make_si())
     conn = FakeConnector(device)
-    attacher = make_attacher(tmp_path, client, conn, executor=Recorder(fail=True), euid=4242)
-    with pytest.raises(attach.AttachError, match="rootwrap refused"):
+    attacher = make_attacher(tmp_path, client, conn, owner=Owner(fail=True), euid=4242)
+    with pytest.raises(attach.AttachError, match="privsep refused"):
         attacher.attach(client.ai())
     assert len(conn.connects) == len(conn.disconnects) == 1
     assert not list((tmp_path / "locks").glob("*.json"))
@@ -404,7 +455,7 @@ def test_configured_initiator_name_is_used_when_os_brick_has_none(
     tmp_path: pathlib.Path, device: str
 ) -> None:
     client = FakeClient(make_si(device_path=device))
-    conn = FakeConnector("unused", initiator=None)
+    conn = FakeConnector(device, initiator=None)
     factory_calls: list[tuple[str, str]] = []
     attacher = make_attacher(
         tmp_path,
@@ -432,6 +483,28 @@ def test_local_without_device_path_is_a_clear_error(tmp_path: pathlib.Path, devi
 def test_iscsi_properties_need_access() -> None:
     with pytest.raises(attach.AttachError):
         attach.iscsi_properties(make_si(ips=()))
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        {"ips": ("172.28.1.5", "--op=delete")},
+        {"ips": ("172.28.1.5 -o delete",)},
+        {"iqn": "iqn.2013-05.com.daterainc:tc -o delete"},
+        {"iqn": "--interface=evil"},
+    ],
+    ids=["ip-option", "ip-spaces", "iqn-spaces", "iqn-option"],
+)
+def test_what_edf_reports_is_checked_before_it_reaches_iscsiadm(
+    tmp_path: pathlib.Path, device: str, access: dict[str, Any]
+) -> None:
+    """Portal addresses and the IQN become iscsiadm's arguments (as root, in os-brick's
+    privsep daemon): a cluster's answer that is not an address or an iSCSI name is refused."""
+    client = FakeClient(make_si(**access))
+    conn = FakeConnector(device)
+    with pytest.raises(attach.AttachError, match="reports a bad"):
+        make_attacher(tmp_path, client, conn).attach(client.ai())
+    assert conn.connects == []
 
 
 def test_acl_entry_added_by_a_racing_host_is_kept(tmp_path: pathlib.Path, device: str) -> None:
@@ -492,7 +565,7 @@ def test_os_brick_and_rootwrap_failures_are_attach_errors(
 ) -> None:
     """attach.py's callers (the Store) translate AttachError for glance; os-brick's and
     processutils' own exception types would reach glance as a 500."""
-    key = b"cluster-password"
+    key = CHAP_KEY
     secret = attach.chap_credentials(key, AI_UUID)[1]
     client = FakeClient(make_si())
     conn = BrokenConnector(device, fail, secret)
@@ -506,7 +579,7 @@ def test_os_brick_and_rootwrap_failures_are_attach_errors(
             client,  # type: ignore[arg-type]
             attacher._settings,
             connector_factory=factory,
-            executor=Recorder(),
+            device_owner=Owner(),
         )
     if fail == "disconnect":
         attachment = attacher.attach(client.ai())
@@ -519,23 +592,20 @@ def test_os_brick_and_rootwrap_failures_are_attach_errors(
     assert not list((tmp_path / "locks").glob("*.json"))
 
 
-def test_chap_is_reset_when_the_cluster_password_rotates(
-    tmp_path: pathlib.Path, device: str
-) -> None:
-    """The secret is derived from the password: after a rotation the target still holds the
-    old one, which EDF never shows; its user name (auth.target_user_name) tells."""
+def test_chap_is_reset_when_the_chap_key_rotates(tmp_path: pathlib.Path, device: str) -> None:
+    """After a rotation of datera_chap_key the target still holds the old secret, which EDF
+    never shows (and the user name does not tell): every fresh attach sets the secret."""
     client = FakeClient(make_si())
     conn = FakeConnector(device)
-    old = make_attacher(tmp_path / "a", client, conn, use_chap=True, chap_key=b"old-password")
+    old = make_attacher(tmp_path / "a", client, conn, use_chap=True, chap_key=b"old-key-0123456789")
     with old.attached(client.ai()):
         pass
-    new_user, new_secret = attach.chap_credentials(b"new-password", AI_UUID)
+    new_user, new_secret = attach.chap_credentials(b"new-key-0123456789", AI_UUID)
     client.calls.clear()
-    new = make_attacher(tmp_path / "b", client, conn, use_chap=True, chap_key=b"new-password")
+    new = make_attacher(tmp_path / "b", client, conn, use_chap=True, chap_key=b"new-key-0123456789")
     with new.attached(client.ai()):
         assert conn.connects[-1]["auth_password"] == new_secret
     assert ("set_chap", AI_UUID, new_user, new_secret) in client.calls
-    assert client.si.chap_user == new_user
 
 
 def test_chap_follows_datera_use_chap_both_ways(tmp_path: pathlib.Path, device: str) -> None:
@@ -579,28 +649,30 @@ def test_a_worker_whose_pid_was_reused_does_not_keep_the_device(
 
 def test_user_tokens_name_the_process_and_its_start() -> None:
     """``user_alive``: this process's own token is alive; the same pid with another start time
-    is not; a token of an older version (pid only) is as alive as its pid."""
+    is not; nor is a token of an older version (pid only: the upgrade restarted every
+    process), nor a dead process's."""
     mine = attach.user_token()
     pid, start, unique = mine.split(":")
     assert pid == str(os.getpid()) and len(unique) == 32 and attach.user_alive(mine)
     assert not attach.user_alive(f"{pid}:{int(start) + 1}:{unique}")
-    assert attach.user_alive(f"{pid}:{unique}")
+    assert not attach.user_alive(f"{pid}:{unique}")
     child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
     child.start()
     child.join(30)  # reaped: its pid runs nothing now
-    assert not attach.user_alive(f"{child.pid}:{unique}")
+    assert not attach.user_alive(f"{child.pid}:{start}:{unique}")
 
 
 def test_a_linger_of_a_reused_pid_is_over() -> None:
     """A linger names its process's start time too; one without (an older version's) falls
     back to the pid alone."""
-    lingers = attach._Lingers(lambda: 100.0, lambda seconds, fn: threading.Timer(seconds, fn))
-    entry = {"boot": lingers.boot, "pid": os.getpid(), "until": 130.0}
+    lingers = attach.Lingers(lambda: 100.0, lambda seconds, fn: threading.Timer(seconds, fn))
+    entry = Linger(id="1", boot=lingers.boot, pid=os.getpid(), start=None, until=130.0)
     start = host.start_ticks(os.getpid())
     assert start is not None
-    assert lingers.alive({**entry, "start": start})
-    assert not lingers.alive({**entry, "start": str(int(start) + 1)})
+    assert lingers.alive(replace(entry, start=start))
+    assert not lingers.alive(replace(entry, start=str(int(start) + 1)))
     assert lingers.alive(entry)
+    assert not lingers.alive(replace(entry, until=99.0))
 
 
 def record_path(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -608,7 +680,7 @@ def record_path(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "locks" / f"datera-glance-attach-{scope}-{AI_UUID}.json"
 
 
-LIVE_USER = f"{os.getpid()}:{'0' * 32}"  # this process: a user that looks alive
+LIVE_USER = attach.user_token()  # this process: a user that is alive
 
 
 @pytest.mark.parametrize(
@@ -618,11 +690,11 @@ LIVE_USER = f"{os.getpid()}:{'0' * 32}"  # this process: a user that looks alive
         '["a", "list"]',
         '{"users": "everyone"}',
         json.dumps({"users": ["1:nothex"]}),
-        json.dumps({"users": [], "orig_uid": "0"}),
+        json.dumps({"users": [], "device_info": {"path": "/dev/sda"}, "props": {}, "rdev": "0"}),
         json.dumps({"users": [LIVE_USER], "device_info": "/dev/sda"}),
         json.dumps({"users": [LIVE_USER], "device_info": {"path": "/dev/sda"}}),  # no props
     ],
-    ids=["not-json", "list", "users-str", "bad-token", "uid-str", "info-str", "no-props"],
+    ids=["not-json", "list", "users-str", "bad-token", "rdev-str", "info-str", "no-props"],
 )
 def test_records_that_do_not_parse_are_ignored_and_logged(
     tmp_path: pathlib.Path, device: str, record: str, caplog: pytest.LogCaptureFixture
@@ -650,17 +722,18 @@ def test_a_record_naming_another_device_is_never_trusted(
     victim.write_text("not an image")
     client = FakeClient(make_si(device_path=device))
     conn = FakeConnector(device)
-    executor = Recorder()
+    owner = Owner()
     settings: dict[str, Any] = {"connector": connector}
     if connector == "local":
         settings["initiator_name"] = "iqn.2026-11.test:host-b"
-    attacher = make_attacher(tmp_path, client, conn, executor=executor, **settings)
+    attacher = make_attacher(tmp_path, client, conn, owner=owner, euid=4242, **settings)
     props = (
         {"device_path": str(victim)}
         if connector == "local"
         else {"target_portal": "172.28.1.5:3260", "target_iqn": TARGET, "target_lun": 0}
     )
-    forged = {"props": props, "device_info": {"path": str(victim)}, "orig_uid": 4242}
+    boot = host.boot_id()
+    forged = {"props": props, "device_info": {"path": str(victim)}, "lent": True, "boot": boot}
     # a live user: joining would hand the victim to the reader
     record_path(tmp_path).write_text(json.dumps({**forged, "users": [LIVE_USER]}))
     with (
@@ -673,5 +746,6 @@ def test_a_record_naming_another_device_is_never_trusted(
     record_path(tmp_path).write_text(json.dumps({**forged, "users": []}))
     with attacher.attached(client.ai()) as path:
         assert path == device
-    assert executor.commands == []  # glance runs as root here: nothing to chown back
+    # the real device is lent and given back; the victim never reaches the device owner
+    assert [c[1] for c in owner.calls] == [device] * 4
     assert str(victim) not in [p.get("device_path") for p in conn.connects]

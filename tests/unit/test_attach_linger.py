@@ -18,7 +18,7 @@ import pytest
 
 from datera_glance import attach
 from datera_glance.edf import models
-from tests.unit.test_attach import FakeClient, FakeConnector, Recorder, make_si
+from tests.unit.test_attach import FakeClient, FakeConnector, Owner, make_si
 
 
 class ManualTimer:
@@ -85,7 +85,7 @@ class Host:
             self.client,  # type: ignore[arg-type]
             settings,
             connector_factory=lambda protocol, root_helper: self.conn,
-            executor=Recorder(),
+            device_owner=Owner(),
             geteuid=lambda: 0,
             clock=self.clock,
             timer=self.timers,

@@ -27,6 +27,8 @@ EXPECTED = {
     "datera_connector": "iscsi",
     "datera_initiator_name": None,
     "datera_use_chap": False,
+    "datera_chap_key": None,
+    "datera_use_multipath": False,
     "datera_default_image_size": 1,
     "datera_io_buffer_size": 4 * 1024**2,
     "datera_io_depth": 4,
@@ -49,10 +51,10 @@ def test_list_opts_publishes_every_option_once() -> None:
     assert sorted(o.name for o in opts) == sorted(EXPECTED)
 
 
-def test_password_is_secret_and_every_option_has_help() -> None:
+def test_secrets_are_secret_and_every_option_has_help() -> None:
     by_name = {o.name: o for o in options.get_opts()}
-    assert by_name["datera_san_password"].secret
-    assert [o.name for o in options.get_opts() if o.secret] == ["datera_san_password"]
+    secret = [o.name for o in options.get_opts() if o.secret]
+    assert secret == ["datera_san_password", "datera_chap_key"]
     for opt in by_name.values():
         assert opt.help and len(opt.help.strip()) > 20, opt.name
 

@@ -153,12 +153,15 @@ def test_unusable_ca_file_is_refused(
         close_clients([datera])
 
 
-@pytest.mark.parametrize("kind", ["unset", "a file", "under a file", "world-writable"])
+@pytest.mark.parametrize(
+    "kind", ["unset", "a file", "under a file", "world-writable", "group-writable"]
+)
 def test_unusable_lock_path_is_refused(
     simulator: Simulator, global_conf: Overrides, tmp_path: Path, kind: str
 ) -> None:
-    """The attach records under lock_path feed ``sudo glance-rootwrap chown``: no lock_path
-    (the old fallback was a predictable /tmp directory), or one others can write, is refused."""
+    """The attach records under lock_path drive privileged calls: no lock_path (the old
+    fallback was a predictable /tmp directory), or one others (its group included: 0770 was
+    accepted before) can write, is refused."""
     path = tmp_path / "locks"
     if kind == "a file":
         path.write_text("")
@@ -168,11 +171,49 @@ def test_unusable_lock_path_is_refused(
     elif kind == "world-writable":
         path.mkdir()
         path.chmod(0o777)
+    elif kind == "group-writable":
+        path.mkdir()
+        path.chmod(0o770)
     lock_path = None if kind == "unset" else str(path)
     _conf, datera, fs = start_stores(simulator, tmp_path, lock_path=lock_path)
     try:
         fix = "directory only the glance user can write" if kind == "unset" else "not writable"
         assert_refused(datera, "lock_path", fix)
+        assert_file_backend_works(fs)
+    finally:
+        close_clients([datera])
+
+
+@pytest.mark.parametrize(
+    ("options", "fix"),
+    [
+        ({}, "datera_chap_key is not set"),
+        ({"datera_chap_key": "short-key-123"}, "shorter than 16 characters"),
+        ({"datera_chap_key": "the-cluster-password"}, "is the cluster password"),
+        ({"datera_chap_key": "abcabcabcabcabcabcabc"}, "fewer than 10 different characters"),
+    ],
+    ids=["unset", "short", "cluster-password", "pattern"],
+)
+def test_chap_needs_a_key_of_its_own(
+    simulator: Simulator,
+    global_conf: Overrides,
+    tmp_path: Path,
+    options: dict[str, str],
+    fix: str,
+) -> None:
+    """CHAP secrets were derived from the cluster password and the user name EDF shows (and
+    iSCSI sends in clear) carried 8 hex digits of that HMAC: a weak password fell offline.
+    They come from ``datera_chap_key`` now, a random key of its own (attach/chap.py)."""
+    _conf, datera, fs = start_stores(
+        simulator,
+        tmp_path,
+        datera_connector="iscsi",
+        datera_use_chap=True,
+        datera_san_password="the-cluster-password",
+        **options,
+    )
+    try:
+        assert_refused(datera, "datera_chap_key", fix)
         assert_file_backend_works(fs)
     finally:
         close_clients([datera])

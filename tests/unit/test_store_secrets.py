@@ -30,6 +30,7 @@ from datera_glance.store import Store, StoreLocation
 from tests.plugins.store import StoreFactory
 
 PASSWORD = "Zq9-cluster-Pw-7731"
+CHAP_KEY = "u7Rt2-chap-key-Kd91x"
 
 
 class KeyTap(requests.Session):
@@ -112,6 +113,7 @@ def test_no_secret_in_any_record_or_error(
             sim,
             connector="iscsi",
             use_chap=True,
+            chap_key=CHAP_KEY,
             retry_deadline=1.0,
             connector_factory=lambda *_: iscsi,
             client_factory=lambda config: EdfClient(config, session=KeyTap()),
@@ -148,8 +150,8 @@ def test_no_secret_in_any_record_or_error(
     expect_failure(exceptions.BackendException, wrong, data)
     assert sim.state()["app_instances"] == []
 
-    chap = {chap_credentials(PASSWORD.encode(), i)[1] for i in image_ids}
-    secrets = {PASSWORD, "Wrong-Pw-55321", *KeyTap.keys, *chap, *iscsi.secrets}
+    chap = {chap_credentials(CHAP_KEY.encode(), i)[1] for i in image_ids}
+    secrets = {PASSWORD, CHAP_KEY, "Wrong-Pw-55321", *KeyTap.keys, *chap, *iscsi.secrets}
     assert chap <= set(iscsi.secrets) and len(KeyTap.keys) >= 3  # they were all used
     assert len(everything.texts) > 50  # DEBUG records were captured
     leaks = [

@@ -26,13 +26,13 @@ from datera_glance import host, upload_state
 from datera_glance.cli import cinder, config, images, output, verify
 from datera_glance.cli.errors import explain
 from datera_glance.edf import errors as edf
+from datera_glance.edf import product
 
 EXAMPLE = """example:
   datera-glance check --config-file /etc/glance/glance-api.conf
   datera-glance check --config-file /etc/glance/glance-api.conf --backend fast --write-test"""
 
 OK, WARNING, ERROR, SKIPPED = "ok", "warning", "error", "skipped"
-INITIATOR_FILE = "/etc/iscsi/initiatorname.iscsi"
 WRITE_TEST_SIZE = units.Mi + 4097  # not a multiple of any buffer: the tail path runs too
 
 
@@ -73,6 +73,19 @@ def _configure(target: config.Target) -> Iterator[Result]:
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
 
 
+def _product_result(sw_version: str, version: tuple[int, ...]) -> Result:
+    """Whether this driver supports the cluster's product version: a warning, never an error."""
+    verdict = product.support_of(version)
+    supported = product.lines(product.SUPPORTED)
+    if verdict is product.Support.SUPPORTED:
+        return Result("product", OK, f"{sw_version}: {verdict.value}", f"supported: {supported}")
+    if verdict is product.Support.TESTED:
+        note = f"supported: {supported}; the suite also covers {product.lines(product.TESTED)}"
+        return Result("product", OK, f"{sw_version}: {verdict.value}", note)
+    fix = f"this driver supports product versions {supported}; others work but are untested"
+    return Result("product", WARNING, f"{sw_version}: {verdict.value}", fix)
+
+
 def _cluster(target: config.Target) -> Iterator[Result]:
     """Login, tenant and ``/system``: the Store meets the cluster (and makes its tenant) at
     its first operation, not in configure: this is where an unreachable cluster or a refused
@@ -91,6 +104,7 @@ def _cluster(target: config.Target) -> Iterator[Result]:
         f"{s.san_ip}:{s.san_port} {system.name or '-'}: product {system.sw_version}, "
         f"API {client.api_version}",
     )
+    yield _product_result(system.sw_version, system.version_tuple)
     yield Result("tenant", OK, f"{s.tenant} exists (created if it was missing)")
     free, total = system.available_capacity, system.total_capacity
     detail = f"{output.human_size(free)} free of {output.human_size(total)}"
@@ -103,45 +117,13 @@ def _cluster(target: config.Target) -> Iterator[Result]:
 
 
 def _connector(target: config.Target) -> Iterator[Result]:
+    """What the connector strategy needs on this host (the attacher's own strategy)."""
     s = target.settings
-    if s.connector == "iscsi":
-        found = shutil.which("iscsiadm")
-        yield (
-            Result("iscsiadm", OK, found)
-            if found
-            else Result("iscsiadm", ERROR, "not found on PATH", "install open-iscsi")
-        )
-        yield _initiator(s.initiator_name)
-        found = shutil.which("privsep-helper")
-        yield (
-            Result("privsep-helper", OK, found)
-            if found
-            else Result(
-                "privsep-helper", ERROR, "not found on PATH", "install oslo.privsep with os-brick"
-            )
-        )
-    else:
-        yield Result("connector", OK, f"{s.connector}: no iSCSI prerequisites")
-    if s.connector == "iscsi" or os.geteuid() != 0:
+    strategy = s.attach_settings().strategy()
+    for need in strategy.prerequisites(s.initiator_name):
+        yield Result(need.name, OK if need.ok else ERROR, need.detail, need.fix)
+    if strategy.needs_root_helper or os.geteuid() != 0:
         yield _rootwrap(s.rootwrap_config)
-
-
-def _initiator(configured: str | None) -> Result:
-    try:
-        with open(INITIATOR_FILE, encoding="utf-8") as f:
-            names = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("InitiatorName=")]
-    except OSError:
-        names = []
-    if names:
-        return Result("initiator", OK, f"{names[0]} ({INITIATOR_FILE})")
-    if configured:
-        return Result("initiator", OK, f"{configured} (datera_initiator_name)")
-    return Result(
-        "initiator",
-        ERROR,
-        f"no {INITIATOR_FILE} and no datera_initiator_name",
-        "install open-iscsi or set datera_initiator_name",
-    )
 
 
 def _rootwrap(path: str) -> Result:

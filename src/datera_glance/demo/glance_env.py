@@ -51,8 +51,6 @@ GLANCE_REQUIREMENTS: tuple[str, ...] = (
     "pyuwsgi",
     "psycopg2-binary",
 )
-#: Needed to build this project inside glance's venv without build isolation (fast rebuilds).
-BUILD_REQUIREMENTS: tuple[str, ...] = ("setuptools>=68", "wheel", "Cython>=3.0")
 #: ``./dev`` names the constraints in force here; ``none`` (``./dev latest``) lifts them.
 CONSTRAINTS_ENV = "DATERA_GLANCE_CONSTRAINTS"
 
@@ -71,6 +69,15 @@ def repo_root() -> Path:
     if not (root / "pyproject.toml").is_file() or not (root / "src" / "datera_glance").is_dir():
         raise RuntimeError(f"{root} is not a datera-glance source checkout")
     return root
+
+
+def build_requirements(repo: Path) -> list[str]:
+    """pyproject's ``build-system.requires``: glance's venv builds this project without build
+    isolation (fast rebuilds), so it installs them itself."""
+    requires: list[str] = tomllib.loads((repo / "pyproject.toml").read_text())["build-system"][
+        "requires"
+    ]
+    return requires
 
 
 def constraints_file(repo: Path, environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -223,7 +230,7 @@ class GlanceVenv:
             {
                 "python": list(sys.version_info[:2]),
                 "glance": GLANCE_REQUIREMENTS,
-                "build": BUILD_REQUIREMENTS,
+                "build": build_requirements(self.repo),
                 "project": self._project_dependencies(),
                 "constraints": self.constraints.read_text() if self.constraints else None,
             }
@@ -266,7 +273,12 @@ class GlanceVenv:
         _run([*pip, "--upgrade", "pip"], log_file=log_file)
         # One resolver run, so this project's dependencies cannot move glance's pins.
         _run(
-            [*pip, *GLANCE_REQUIREMENTS, *BUILD_REQUIREMENTS, *self._project_dependencies()],
+            [
+                *pip,
+                *GLANCE_REQUIREMENTS,
+                *build_requirements(self.repo),
+                *self._project_dependencies(),
+            ],
             log_file=log_file,
         )
         stamp.write_text(json.dumps({"created": time.time()}))

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from datera_glance.edf import errors, models
+from datera_glance.edf import errors, models, product
 from datera_glance.edf.access import AccessControl
 from datera_glance.edf.config import ClientConfig
 from datera_glance.edf.retry import RetryPolicy
@@ -49,6 +49,19 @@ _REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 
 def _regex_escape(text: str) -> str:
     return _REGEX_SPECIAL.sub(r"\\\1", text)
+
+
+def _log_product(system: models.System) -> None:
+    verdict = product.support_of(system.version_tuple)
+    level = logging.WARNING if verdict is product.Support.UNKNOWN else logging.INFO
+    LOG.log(
+        level,
+        "Datera EDF cluster %s: product version %s (%s; supported: %s)",
+        system.name or "-",
+        system.sw_version,
+        verdict.value,
+        product.lines(product.SUPPORTED),
+    )
 
 
 class EdfClient(AccessControl):
@@ -118,8 +131,10 @@ class EdfClient(AccessControl):
     # -- system and tenants ----------------------------------------------------------------
 
     def system(self) -> models.System:
-        """``GET /system`` (also refreshes the cached product version)."""
+        """``GET /system`` (also refreshes the cached product version; the first one logs it)."""
         system = models.System.from_json(self._api.request("GET", SYSTEM))
+        if self._system is None:
+            _log_product(system)
         self._system = system
         return system
 

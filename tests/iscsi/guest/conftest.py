@@ -6,6 +6,7 @@ every case the check that no iSCSI session, SCSI disk or dm device is left.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from datera_glance.simulator import Simulator
 from datera_glance.store import Store
 from tests.plugins.store import StoreFactory
 
+LOG = logging.getLogger(__name__)
 GLANCE_API_CONF = "/etc/glance/glance-api.conf"  # guest.sh writes it (the guest's /etc)
 
 
@@ -88,6 +90,8 @@ def nothing_left(iscsi_sim: Simulator) -> Iterator[None]:
     assert leftovers() == CLEAN, "a previous case left these"
     yield
     left = leftovers()
+    if left != CLEAN:
+        LOG.error("left after the case: %s", left)
     assert left == CLEAN, f"left after the case: {left}"
 
 

@@ -16,6 +16,8 @@ import io
 import multiprocessing
 import os
 import shlex
+import subprocess
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from tests.integration.test_store_contract import Source, locate, read_all
 from tests.iscsi.guest.conftest import CLEAN, leftovers, load_glance_conf, target_iqn
 
 ROOT_HELPER = "sudo glance-rootwrap /etc/glance/rootwrap.conf"  # the Store's default
+CHAP_KEY = "iscsi-lane-chap-key-0123"  # datera_chap_key: 16 characters at least
 
 
 def new_id() -> str:
@@ -177,7 +180,7 @@ def test_two_processes_read_one_image(
 
 def test_chap_on_round_trip(iscsi_sim: Simulator, iscsi_store: Callable[..., Store]) -> None:
     """``datera_use_chap``: the target requires CHAP and the Store logs in with it."""
-    store = iscsi_store(use_chap=True)
+    store = iscsi_store(use_chap=True, chap_key=CHAP_KEY)
     data = os.urandom(2 * units.Mi + 5)
     image_id = new_id()
     uri = store.add(image_id, Source(data), len(data), "sha256")[0]
@@ -284,3 +287,47 @@ def test_initiator_not_in_the_acl_is_refused(iscsi_sim: Simulator, brick: Any) -
         assert stats["accepts"] == 0 and stats["authorize_fails"] >= 1
     finally:
         drop(iscsi_sim, ai_id)
+
+
+# ---- multipath (runs last: it starts multipathd) --------------------------------------------
+
+
+@pytest.fixture
+def multipathd() -> Iterator[None]:
+    """multipathd, as a host with ``datera_use_multipath`` runs it."""
+    subprocess.run(["multipathd"], check=True)  # daemonizes
+    deadline = time.monotonic() + 60
+    while subprocess.run(["multipathd", "show", "status"], capture_output=True).returncode:
+        assert time.monotonic() < deadline, "multipathd did not start"
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        subprocess.run(["multipathd", "shutdown"], check=False, capture_output=True)
+
+
+def test_multipath_read_survives_a_stopped_portal(
+    iscsi_sim: Simulator, iscsi_store: Callable[..., Store], multipathd: None
+) -> None:
+    """``datera_use_multipath``: a dm-multipath device over both portals of ``access.ips``;
+    one portal's target stops mid-read and the read completes with the right bytes."""
+    from datera_glance.attach.connectors import strategy_for
+
+    checks = {p.name: p for p in strategy_for("iscsi", True, ROOT_HELPER).prerequisites(None)}
+    assert checks["multipathd running"].ok, checks["multipathd running"]
+    store = iscsi_store(use_multipath=True)
+    data = os.urandom(24 * units.Mi)
+    image_id = new_id()
+    uri = store.add(image_id, Source(data), len(data), "sha256")[0]
+    assert iscsi_sim.iscsi is not None
+    pieces = iter(store.get(locate(store, uri))[0])
+    got = [next(pieces)]
+    during = leftovers()
+    assert during["dm"] and len(during["sessions"].splitlines()) == 2, during
+    iscsi_sim.iscsi.stop_portal("127.0.0.2")
+    try:
+        got.extend(pieces)
+    finally:
+        iscsi_sim.iscsi.start_portal("127.0.0.2")
+    assert b"".join(got) == data
+    store.delete(locate(store, uri))

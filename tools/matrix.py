@@ -1,0 +1,171 @@
+"""The support matrix: the Store against each maintained OpenStack release's versions.
+
+For each release of ``constraints/sources.toml`` other than the current one (``./dev test``
+covers that), ``./dev matrix [RELEASE...]`` builds ``.cache/matrix/<release>`` from that
+release's constraints file, installs this project into it the way a glance-api host would
+(``pip install -c constraints/<release>.txt .``: pip checks our bounds against the release's
+versions), and runs the store contract suite and the Store's integration tests on loop media.
+The oldest release also runs the glance-api e2e suite, under its own glance. A release that
+pip refuses fails the run unless ``sources.toml`` marks it ``supported = false`` and pip
+refuses it as expected (the bound is the promise). ``--e2e`` / ``--no-e2e`` override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.constraints import CONSTRAINTS_DIR, CURRENT, ROOT, SOURCES
+
+MATRIX = ROOT / ".cache" / "matrix"
+#: The Store's own suites: glance_store's contract, faults, uploads, reads, on loop media.
+STORE_TESTS = (
+    "tests/unit/test_store.py",
+    "tests/unit/test_store_errors.py",
+    "tests/unit/test_store_config.py",
+    "tests/unit/test_store_location.py",
+    "tests/unit/test_store_legacy.py",
+    "tests/integration/test_store_contract.py",
+    "tests/integration/test_store_faults.py",
+    "tests/integration/test_unknown_size.py",
+)
+E2E_TESTS = ("tests/e2e",)
+
+
+@dataclass(frozen=True)
+class Row:
+    release: str
+    supported: bool
+    outcome: str  # "passed", "FAILED", "refused by pip" ...
+    detail: str
+    seconds: float
+
+
+def releases(sources: Path = SOURCES) -> list[tuple[str, bool]]:
+    """``(release, supported)`` of every release but the current one, oldest first."""
+    spec = tomllib.loads(sources.read_text())["release"]
+    current = CURRENT.resolve().stem
+    names = sorted((r for r in spec if r != current), key=lambda r: tuple(map(int, r.split("."))))
+    return [(r, spec[r].get("supported", True)) for r in names]
+
+
+def _run(
+    cmd: Sequence[str | os.PathLike[str]],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
+        out.flush()
+        done = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, check=False, env=env, cwd=cwd
+        )
+        return done.returncode
+
+
+def build_venv(release: str, log: Path) -> tuple[Path, int]:
+    """The release's venv with this project installed under its constraints (cached by key)."""
+    constraints = CONSTRAINTS_DIR / f"{release}.txt"
+    key = hashlib.sha256(
+        constraints.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    ).hexdigest()[:12]
+    venv = MATRIX / release
+    stamp = venv / f".complete-{key}"
+    if stamp.exists():
+        return venv, 0
+    shutil.rmtree(venv, ignore_errors=True)
+    # This release's constraints for every pip run (the isolated build env too), not ./dev's.
+    env = {**os.environ, "PIP_CONSTRAINT": str(constraints)}
+    rc = _run([sys.executable, "-m", "venv", venv], log)
+    pip: list[str | os.PathLike[str]] = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
+    rc = rc or _run([*pip, "--upgrade", "pip", "setuptools", "wheel", "Cython"], log, env=env)
+    rc = rc or _run([*pip, f"{ROOT}[test]"], log, env=env)
+    if rc == 0:
+        stamp.touch()
+    return venv, rc
+
+
+def run_release(release: str, supported: bool, e2e: bool) -> Row:
+    started = time.monotonic()
+    log = MATRIX / f"{release}.log"
+    MATRIX.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    venv, rc = build_venv(release, log)
+    if rc != 0:
+        refused = "ResolutionImpossible" in log.read_text(errors="replace")
+        outcome = "refused by pip" if refused else "install FAILED"
+        ok = refused and not supported
+        return Row(
+            release,
+            supported,
+            outcome if ok else f"{outcome} (UNEXPECTED)",
+            str(log),
+            time.monotonic() - started,
+        )
+    if not supported:
+        return Row(
+            release,
+            supported,
+            "installed (UNEXPECTED: pip should refuse it)",
+            str(log),
+            time.monotonic() - started,
+        )
+    env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}
+    env["DATERA_GLANCE_CONSTRAINTS"] = str(CONSTRAINTS_DIR / f"{release}.txt")
+    env["DATERA_GLANCE_REQUIRE_EXTENSIONS"] = "1"
+    junit = MATRIX / f"{release}.xml"
+    tests = [*STORE_TESTS, *(E2E_TESTS if e2e else ())]
+    pytest: list[str | os.PathLike[str]] = [venv / "bin" / "python", "-m", "pytest", "-q"]
+    pytest += ["-p", "no:cacheprovider"]
+    rc = _run([*pytest, f"--junitxml={junit}", *tests], log, cwd=ROOT, env=env)
+    summary = log.read_text(errors="replace").strip().splitlines()[-1]
+    return Row(
+        release, supported, "passed" if rc == 0 else "FAILED", summary, time.monotonic() - started
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = ["| release | supported | outcome | detail | minutes |", "|---|---|---|---|---|"]
+    for r in rows:
+        yes = "yes" if r.supported else "no"
+        lines.append(f"| {r.release} | {yes} | {r.outcome} | {r.detail} | {r.seconds / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev matrix", description=__doc__.split("\n")[0])
+    parser.add_argument("releases", nargs="*", help="default: every release but the current")
+    parser.add_argument(
+        "--e2e",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the glance-api e2e suite (default: the oldest supported release only)",
+    )
+    args = parser.parse_args(argv)
+    known = releases()
+    chosen = [k for k in known if not args.releases or k[0] in args.releases]
+    oldest = next((r for r, supported in known if supported), None)
+    rows = []
+    for release, supported in chosen:
+        e2e = args.e2e if args.e2e is not None else release == oldest
+        print(f"==> matrix {release}: {'e2e and ' if e2e else ''}store suites", file=sys.stderr)
+        rows.append(run_release(release, supported, e2e))
+        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+    text = table(rows)
+    (MATRIX / "report.md").write_text(text + "\n")
+    print(text)
+    return 0 if all("UNEXPECTED" not in r.outcome and r.outcome != "FAILED" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
