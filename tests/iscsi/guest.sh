@@ -36,7 +36,9 @@ step "glance's configuration and rootwrap, as on a glance-api host"
 mkdir -p /etc/glance/rootwrap.d
 cp "$ROOT/etc/glance/rootwrap.conf" /etc/glance/rootwrap.conf
 cp "$ROOT/etc/glance/rootwrap.d/images.filters" /etc/glance/rootwrap.d/
-printf '[DEFAULT]\n' >/etc/glance/glance-api.conf
+# os-brick's connect/disconnect take oslo.concurrency's external locks from glance's CONF.
+mkdir -p /tmp/glance-lock
+printf '[DEFAULT]\n[oslo_concurrency]\nlock_path = /tmp/glance-lock\n' >/etc/glance/glance-api.conf
 ln -sf "$ROOT/.venv/bin/glance-rootwrap" "$ROOT/.venv/bin/privsep-helper" /usr/local/bin/
 if [ ! -s /etc/iscsi/initiatorname.iscsi ]; then
     echo "InitiatorName=$(iscsi-iname)" >/etc/iscsi/initiatorname.iscsi
