@@ -98,8 +98,10 @@ def nothing_left(iscsi_sim: Simulator) -> Iterator[None]:
     assert leftovers() == CLEAN, "a previous case left these"
     yield
     left = leftovers()
-    if left != CLEAN:
+    if left != CLEAN:  # report it, then clean up so that the next case starts clean
         LOG.error("left after the case: %s", left)
+        subprocess.run(["iscsiadm", "-m", "node", "--logoutall=all"], capture_output=True)
+        subprocess.run(["multipath", "-F"], capture_output=True)
     assert left == CLEAN, f"left after the case: {left}"
 
 
