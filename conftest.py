@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.plugins.simulator",
     "tests.plugins.store",
     "tests.plugins.glance",
+    "tests.plugins.glance_features",
     "tests.plugins.cli",
     "tests.plugins.iscsi_guest",
 ]

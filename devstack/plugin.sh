@@ -130,16 +130,22 @@ function configure_datera_glance {
 }
 
 # start_datera_glance_simulator: the EDF simulator as a devstack service, as root (loop
-# devices). glance-api starts after post-config and finds it listening.
+# devices). glance-api starts after post-config and finds it listening. Its data directory is
+# root's alone (the simulator refuses one another user owns or may write); the password
+# reaches it in a root-only file there, never on its command line (ps shows that to everyone).
 function start_datera_glance_simulator {
-    local xtrace cmd
+    local xtrace cmd password_file
     xtrace=$(set +o | grep xtrace)
-    set +o xtrace  # the command line holds the password
-    mkdir -p "$DATERA_GLANCE_SIM_DATA_DIR"
+    set +o xtrace  # the password must not reach stack.sh's log
+    password_file=$DATERA_GLANCE_SIM_DATA_DIR/password
+    sudo install -d -o root -g root -m 700 "$DATERA_GLANCE_SIM_DATA_DIR"
+    # printf is a shell builtin: the password is in no process's arguments.
+    printf '%s\n' "$DATERA_SAN_PASSWORD" \
+        | sudo install -o root -g root -m 600 /dev/stdin "$password_file"
     cmd="$GLANCE_BIN_DIR/datera-glance simulator --host 127.0.0.1"
     cmd+=" --port $DATERA_GLANCE_SIM_PORT --media $DATERA_GLANCE_SIM_MEDIA"
     cmd+=" --data-dir $DATERA_GLANCE_SIM_DATA_DIR --capacity $DATERA_GLANCE_SIM_CAPACITY"
-    cmd+=" --user $DATERA_SAN_LOGIN --password $DATERA_SAN_PASSWORD"
+    cmd+=" --user $DATERA_SAN_LOGIN --password-file $password_file"
     run_process datera-glance-sim "$cmd" "" root
     $xtrace
 }

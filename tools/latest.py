@@ -30,16 +30,19 @@ _MENTION = re.compile(
 
 
 def copy_tree(dest: Path) -> None:
-    """The files git knows or would add (tracked and untracked, not ignored)."""
+    """A clone (reno reads release notes from git history) with the working tree's files on
+    top: what git knows or would add (tracked and untracked, not ignored), changes included."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, check=True, capture_output=True,
     ).stdout.decode().split("\0")  # fmt: skip
     shutil.rmtree(dest, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--shared", str(ROOT), str(dest)], check=True)
     for rel in filter(None, listed):
         src = ROOT / rel
         if src.is_file() or src.is_symlink():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).unlink(missing_ok=True)
             shutil.copy2(src, dest / rel, follow_symlinks=False)
 
 

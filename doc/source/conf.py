@@ -16,6 +16,7 @@ release = version = datera_glance.__version__
 extensions = [
     "oslo_config.sphinxext",  # .. show-options:: (the configuration reference)
     "reno.sphinxext",  # .. release-notes::
+    "reno_untagged",  # ... titled with the version being released before the first tag
     "cli_reference",  # .. cli-reference:: (from the argparse parser)
     "markdown_table",  # .. markdown-table:: (the benchmark results)
 ]

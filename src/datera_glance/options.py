@@ -17,6 +17,7 @@ from oslo_config import cfg
 from oslo_utils import units
 
 from datera_glance.edf import normalize_tenant
+from datera_glance.edf.config import SYSTEM_CA, system_ca_bundle
 
 DEFAULT_PORT = 7718
 DEFAULT_TENANT = "/root"
@@ -180,7 +181,14 @@ Related options:
         help="""
 CA bundle used to verify the cluster's TLS certificate.
 
-Unset: the system's trusted CAs.
+Unset: the CA bundle that python-requests uses (the ``certifi`` package's, or the file named
+by ``REQUESTS_CA_BUNDLE`` in glance-api's environment), not the operating system's trusted
+CAs: a private CA added with ``update-ca-certificates`` is not in it.
+
+Possible values:
+    * ``system``: the operating system's trusted CAs (OpenSSL's default bundle, e.g.
+      ``/etc/ssl/certs/ca-certificates.crt``)
+    * The path of a PEM CA bundle
 
 Related options:
     * datera_ssl_verify
@@ -344,6 +352,10 @@ and time for sparse images. Like ``rbd_thin_provisioning`` and
         help="""
 Seconds to wait for the cluster's answer to one REST request.
 
+The whole answer, not each read of it: an answer still incomplete after this (plus the
+connect time-out, at most 10 seconds) fails like a time-out and the call is retried until
+``datera_retry_deadline``.
+
 Related options:
     * datera_retry_deadline
 """,
@@ -488,13 +500,22 @@ def tenant(text: str | None) -> str:
 
 def ca_file(path: str) -> str:
     """A CA bundle that can be loaded now, not at the first request (requests would raise a
-    bare OSError there, far from the configuration)."""
+    bare OSError there, far from the configuration); ``system`` if this host has one."""
+    if path == SYSTEM_CA:
+        if system_ca_bundle() is None:
+            raise OptionError(
+                "datera_ssl_ca_file",
+                "system: this host has no system CA bundle "
+                f"({ssl.get_default_verify_paths().openssl_cafile} is missing)",
+                "install the ca-certificates package, or give the path of a PEM CA bundle",
+            )
+        return path
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         raise OptionError(
             "datera_ssl_ca_file",
             f"{path!r} cannot be loaded ({e})",
-            "point it at a readable PEM CA bundle, or unset it to trust the system's CAs",
+            "point it at a readable PEM CA bundle, or set it to system for the system's CAs",
         ) from e
     return path

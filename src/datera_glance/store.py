@@ -34,7 +34,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, compat, options, upload_state
+from datera_glance import chunkio, compat, options, ownership, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -51,12 +51,12 @@ LOG = logging.getLogger(__name__)
 
 SCHEME = "datera"
 MAX_GROWTH_STEP_GIB = 64
-AI_PREFIX = "OS-IMAGE-"
+AI_PREFIX = ownership.AI_PREFIX
+LEGACY_AI_PREFIX = ownership.LEGACY_AI_PREFIX
 # EDF's schema for an initiator id (POST /initiators): an IQN or an EUI.
 INITIATOR_ID = re.compile(
     r"(?=.{16,223}$)iqn\.[0-9]{4}-[0-1][0-9]\.[^/]*\.[^/]*|eui\.[0-9A-Fa-f]{16}"
 )
-LEGACY_AI_PREFIX = "OS-"  # the upstream driver's first version named app instances OS-<id>
 ClientFactory = Callable[[ClientConfig], EdfClient]
 
 
@@ -309,6 +309,22 @@ class _Parts:
             self.client.ensure_tenant()
             self.tenant_ready.set()
 
+    def verdict(self, ai: models.AppInstance, judge: upload_state.Judge) -> ownership.Verdict:
+        """What ``ai`` is to glance (``ownership.verdict`` on its metadata)."""
+        return ownership.verdict(ai, self.client.get_metadata(ai.id), judge)
+
+    def destroy_leftover(self, ai: models.AppInstance, found: ownership.Verdict) -> None:
+        """Delete the leftover of a dead upload (``found.leftover``), this host's hold of it
+        first: a dead writer of this host leaves its attachment connected until its last user
+        releases it, and attaching and releasing through the Attacher, which drops dead users,
+        is the one code path that disconnects it."""
+        if not found.leftover:
+            raise ValueError(f"{ai.name} is not a leftover: {found.state}")
+        if found.record is not None and found.record.host == upload_state.host_name():
+            with contextlib.suppress(errors.NotFound), self.attacher.attached(ai):
+                pass
+        self.destroy(ai)
+
     def destroy(self, ai: models.AppInstance) -> None:
         """Offline and delete ``ai`` (gone already is fine) and forget its attach records;
         ``InUseByStore`` while a reader on this host has it attached."""
@@ -326,8 +342,7 @@ class _Parts:
                 raise exceptions.InUseByStore() from exc
 
 
-def ai_name(image_id: str) -> str:
-    return AI_PREFIX + image_id
+ai_name = ownership.ai_name
 
 
 class ClusterUnavailable(exceptions.RemoteServiceUnavailable, compat.StoreTimeoutError):
@@ -376,6 +391,27 @@ def _glance_errors(image_id: str, *, adding: bool = False) -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+def _size_gib(image_id: str, image_size: int) -> int | None:
+    """The volume size for ``image_size`` bytes, None for 0 (unknown). A negative size is
+    glance_store's ``Invalid``, which glance answers 400 (tests/unit/test_store_hostile.py)."""
+    if image_size < 0:
+        raise exceptions.Invalid(message=f"Image {image_id}: size {image_size} is negative")
+    return max(1, math.ceil(image_size / units.Gi)) if image_size else None
+
+
+def _refuse_foreign(ai: models.AppInstance, owner: ownership.Claim, image_id: str) -> None:
+    """NotFound for an app instance that is not glance's: it is never read, changed or
+    deleted as an image (a Cinder volume named like one, Cinder's image cache)."""
+    if not owner.ours:
+        LOG.warning(
+            "App instance %s has the name of image %s but is not glance's (%s); left alone",
+            ai.name,
+            image_id,
+            owner.why,
+        )
+        raise exceptions.NotFound(image=image_id)
 
 
 def _hashers(hashing_algo: str) -> tuple[Any, Any]:
@@ -495,6 +531,51 @@ class _Download:
         self._rest.close()
 
 
+def sharing_backend(conf: Any, backend: str | None, settings: StoreSettings) -> str | None:
+    """The first Datera backend before ``backend`` in ``enabled_backends`` on the same cluster
+    address and tenant (one whose options cannot be read is not compared), or None.
+
+    Both would name an image's app instance ``OS-IMAGE-<id>`` there, so copying an image from
+    one to the other fails (``Duplicate``), and Datera's Cinder driver, which looks an image up
+    by ``match(name,.*<id>.*)`` in its tenant and clones the first hit, must find exactly one
+    app instance per image.
+    """
+    try:
+        enabled = dict(conf.enabled_backends or {}) if backend else {}
+    except cfg.NoSuchOptError:
+        return None
+    mine = (settings.san_ip, settings.san_port, settings.tenant)
+    for name, kind in enabled.items():
+        if name == backend:
+            return None
+        if kind != SCHEME:
+            continue
+        with contextlib.suppress(ValueError, cfg.Error, AttributeError):
+            group = getattr(conf, name)
+            theirs = (
+                options.host("datera_san_ip", options.value(group, "datera_san_ip")),
+                int(options.value(group, "datera_san_port")),
+                options.tenant(options.value(group, "datera_tenant_id")),
+            )
+            if theirs == mine:
+                return str(name)
+    return None
+
+
+def shared_tenant_problem(backend: str, other: str, settings: StoreSettings) -> str:
+    """The error for ``sharing_backend``: it names ``datera_tenant_id`` and the fix."""
+    return str(
+        options.OptionError(
+            "datera_tenant_id",
+            f"of backend {backend} is {settings.tenant} on cluster {settings.san_ip}:"
+            f"{settings.san_port}, as backend {other}'s: a tenant holds one app instance per "
+            "image, which copying images between backends and Cinder's fast clone need",
+            f"give [{backend}] a tenant of its own (e.g. {settings.tenant}/{backend}); until "
+            "then this backend's images stay readable and adding or deleting is refused",
+        )
+    )
+
+
 class Store(driver.Store):
     """Datera EDF image store.
 
@@ -610,6 +691,13 @@ class Store(driver.Store):
             settings.tenant,
             copier.core_name,
         )
+        other = sharing_backend(self.conf, self.backend_group, settings)
+        if other is not None:
+            # After the parts are built: glance_store then refuses this backend's add and
+            # delete only, and its images stay readable.
+            raise exceptions.BadStoreConfiguration(
+                store_name=self._name, reason=shared_tenant_problem(self._name, other, settings)
+            )
 
     def _glance_prefix(self, settings: StoreSettings) -> str:
         """``url_prefix``: glance maps a location without a store to the first backend whose
@@ -667,11 +755,13 @@ class Store(driver.Store):
         return loc
 
     def _find_image(self, parts: _Parts, loc: StoreLocation) -> tuple[models.AppInstance, int]:
-        """The image's app instance and length; NotFound unless it is complete."""
+        """The image's app instance and length; NotFound unless it is glance's and complete."""
         ai = parts.client.lookup_app_instance(loc.ai_name)
         if ai is None:
             raise exceptions.NotFound(image=loc.image_id)
-        length = upload_state.image_length(parts.client.get_metadata(ai.id))
+        metadata = parts.client.get_metadata(ai.id)
+        _refuse_foreign(ai, ownership.claim(ai, metadata), loc.image_id)
+        length = upload_state.image_length(metadata)
         if length is None:  # an upload in progress or the leftover of a failed one
             raise exceptions.NotFound(image=loc.image_id)
         return ai, length
@@ -722,10 +812,10 @@ class Store(driver.Store):
         verifier: Any = None,
     ) -> tuple[str, int, str, str, dict[str, Any]]:
         """Store an image; see the module docstring for the layout on EDF."""
+        size_gib = _size_gib(image_id, image_size)  # before anything exists on the cluster
         parts = self._configured()
         settings, client = parts.settings, parts.client
         name = ai_name(image_id)
-        size_gib = max(1, math.ceil(image_size / units.Gi)) if image_size else None
         md5, multihash = _hashers(hashing_algo)  # before the app instance exists
         with _glance_errors(image_id, adding=True):
             parts.connect()
@@ -739,6 +829,7 @@ class Store(driver.Store):
                     size_gib=start_gib,
                     replica_count=settings.replica_count,
                     placement_mode=settings.placement_mode,
+                    descr=ownership.marker(image_id),  # the proof it is ours, from the start
                 )
             except errors.Conflict as e:
                 raise exceptions.Duplicate(image=image_id) from e
@@ -781,40 +872,47 @@ class Store(driver.Store):
             )
 
     def _replace_leftover(self, parts: _Parts, name: str, image_id: str) -> None:
-        """Delete the leftover of a failed upload; ``Duplicate`` for a complete image or an
-        upload of it still in progress (on another host, in another process, or in this one).
+        """Delete the leftover of a failed upload of glance's; ``Duplicate`` for anything
+        else: a complete image, an upload of it still in progress (on another host, in another
+        process, or in this one), or an app instance that is not glance's.
 
-        Liveness is ``datera-glance gc``'s (``upload_state.judge_upload``). An app instance
-        without an upload record counts as a leftover: ``add`` writes the record
+        The judgement is ``ownership.verdict``, ``datera-glance gc``'s. An app instance of
+        glance's without an upload record counts as a leftover: ``add`` writes the record
         (``upload_state.recorded``) in the first request after creating the app instance,
-        before anything is attached or written, so it is an older driver's leftover, one of an
-        upload killed between the two requests, or an upload inside that one request. The
-        last one has no data yet and fails cleanly: EDF gives the new app instance a new id,
-        so its record's PUT gets a 404 and it rolls back without touching the new one.
+        before anything is attached or written, so it is the leftover of an upload killed
+        between the two requests, or an upload inside that one request. The last one has no
+        data yet and fails cleanly: EDF gives the new app instance a new id, so its record's
+        PUT gets a 404 and it rolls back without touching the new one.
         """
-        client = parts.client
-        existing = client.lookup_app_instance(name)
+        existing = parts.client.lookup_app_instance(name)
         if existing is None:
             return
-        metadata = client.get_metadata(existing.id)
-        if upload_state.image_length(metadata) is not None:
-            raise exceptions.Duplicate(image=image_id)
-        record = upload_state.UploadRecord.from_metadata(metadata)
-        if record is None:
-            live, why = False, "no upload record"
-        else:
-            live, why = upload_state.judge_upload(self._judge, record, existing.id)
-        if live:
+        found = parts.verdict(existing, self._judge)
+        if not found.ours:
+            LOG.warning("Not replacing %s: it is not glance's (%s)", name, found.why)
+            raise exceptions.Duplicate(
+                message=f"App instance {name} exists and is not glance's ({found.why}); "
+                "it is left alone"
+            )
+        if found.state == ownership.UPLOADING:
             LOG.warning(
-                "Not replacing %s of image %s: an upload is in progress (%s)", name, image_id, why
+                "Not replacing %s of image %s: an upload is in progress (%s)",
+                name,
+                image_id,
+                found.why,
             )
             raise exceptions.Duplicate(
-                message=f"Image {image_id} is being uploaded already ({why})"
+                message=f"Image {image_id} is being uploaded already ({found.why})"
             )
+        if not found.leftover:
+            raise exceptions.Duplicate(image=image_id)
         LOG.warning(
-            "Replacing %s, the leftover of a failed upload of image %s (%s)", name, image_id, why
+            "Replacing %s, the leftover of a failed upload of image %s (%s)",
+            name,
+            image_id,
+            found.why,
         )
-        parts.destroy(existing)
+        parts.destroy_leftover(existing, found)
 
     @capabilities.check
     def delete(self, location: Any, context: Any = None) -> None:
@@ -825,6 +923,10 @@ class Store(driver.Store):
         seen: their ACL entries stay after they detach (attach.py), so an ACL entry does not
         mean a reader. EDF lists live iSCSI sessions in a storage instance's
         ``active_initiators``; refusing while it names another host would cover them.
+
+        An app instance of that name that is not glance's (``ownership.claim``) is left alone
+        and the image is NotFound: glance then forgets the location (glance/common/
+        store_utils.py ``safe_delete_from_backend``).
         """
         parts = self._configured()
         loc = self._location(parts, location)
@@ -834,5 +936,23 @@ class Store(driver.Store):
             ai = client.lookup_app_instance(loc.ai_name)
             if ai is None:
                 raise exceptions.NotFound(image=loc.image_id)
+            _refuse_foreign(ai, ownership.claim(ai, client.get_metadata(ai.id)), loc.image_id)
             parts.destroy(ai)
         LOG.info("Deleted image %s (%s)", loc.image_id, ai.name)
+
+    def delete_leftover(self, location: Any, judge: upload_state.Judge) -> ownership.Verdict | None:
+        """Delete the image's app instance only if it is glance's leftover of a dead upload
+        by ``judge`` (``datera-glance gc``); return the verdict it acted on (None: no app
+        instance). ``InUseByStore`` while a live process of this host has it attached."""
+        parts = self._configured()
+        loc = self._location(parts, location)
+        with _glance_errors(loc.image_id):
+            parts.connect()
+            ai = parts.client.lookup_app_instance(loc.ai_name)
+            if ai is None:
+                return None
+            found = parts.verdict(ai, judge)
+            if found.leftover:
+                parts.destroy_leftover(ai, found)
+                LOG.info("Removed %s, the leftover of a dead upload (%s)", ai.name, found.why)
+        return found

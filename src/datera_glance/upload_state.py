@@ -9,7 +9,8 @@ progress (and ``Store.add`` to decide whether it may replace an incomplete app i
 
 Liveness: an upload recorded by this host is live while its process exists (same pid and
 same process start, so a reused pid does not count); one recorded by another host is live
-while its heartbeat is younger than the caller's limit; one recorded by the very process
+while its heartbeat is younger than the caller's limit (and, from a clock ahead of this
+host's, less than that limit in the future); one recorded by the very process
 asking is live while that process is still in its ``recorded`` block (``judge_upload``).
 """
 
@@ -173,6 +174,11 @@ class Judge:
         if record.heartbeat is None:
             return False, f"no heartbeat from {record.host}"
         age = self.clock() - record.heartbeat
+        if age <= -self.max_age:  # written by a clock far ahead: not evidence of life
+            ahead = f"{-age:.0f} s in the future"
+            return False, f"heartbeat from {record.host} {ahead}: the clocks disagree"
+        if age < 0:  # a clock somewhat ahead: live, until max_age after that time
+            return True, f"{record.host} sent a heartbeat {-age:.0f} s in the future"
         if age < self.max_age:
             return True, f"{record.host} sent a heartbeat {age:.0f} s ago"
         return False, f"last heartbeat from {record.host} {age:.0f} s ago"

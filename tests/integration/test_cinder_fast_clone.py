@@ -15,18 +15,15 @@ shrink (4 -> 3)").
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from oslo_utils import units
 
+from tests.integration.netns import run_isolated
+
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Past 2 GiB: an unknown-size upload grows 1 -> 2 -> 4 GiB, the Cinder volume asks for 3.
 BIG_IMAGE = 2 * units.Gi + units.Mi + 5
 SMALL_IMAGE = 5 * units.Mi + 5
@@ -34,20 +31,7 @@ SMALL_IMAGE = 5 * units.Mi + 5
 
 def replay(**case: Any) -> dict[str, Any]:
     """Run one replay in a new network namespace; its JSON result."""
-    if os.geteuid() != 0:
-        pytest.skip("unshare --net needs root")
-    script = 'ip link set lo up && exec "$0" -m tests.integration.cinder_fast_clone "$1"'
-    proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, sys.executable, json.dumps(case)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_isolated("tests.integration.cinder_fast_clone", json.dumps(case))
 
 
 @pytest.mark.parametrize("api_version", ["2.1", "2.2"])

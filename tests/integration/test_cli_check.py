@@ -35,16 +35,40 @@ def test_check_ok_table_and_json(simulator: Simulator, cli: Cli) -> None:
     assert doc["ok"] is True
     assert statuses(doc) == {
         "options": "ok",
+        "transport": "warning",  # the test simulator speaks plain HTTP
         "cluster": "ok",
         "product": "ok",
         "tenant": "ok",
         "capacity": "ok",
+        "image tags": "ok",
         "connector": "ok",
         "lock_path": "ok",
         "huge pages": "ok" if host.thp_mode() in ("always", "madvise") else "warning",
         "O_DIRECT": "skipped",
     }
     assert set(doc["checks"][0]) == {"name", "status", "detail", "fix"}
+
+
+def test_check_warns_when_credentials_travel_in_clear(
+    simulator_factory: Callable[..., Simulator], cli_factory: Callable[..., Cli]
+) -> None:
+    """Before: with plain HTTP ``check`` said ok on every line. Now a ``transport`` warning
+    names the options; over verified HTTPS the line is ok and names the CA bundle."""
+    plain = cli_factory(simulator_factory())
+    line = next(c for c in plain.json("check")["checks"] if c["name"] == "transport")
+    assert line["status"] == "warning" and "clear text" in line["detail"]
+    assert "datera_san_port" in line["fix"]
+    tls = simulator_factory(tls=True)
+    secure = cli_factory(tls, ssl="true", ssl_ca_file=tls.ca_file)
+    doc = secure.json("check")
+    line = next(c for c in doc["checks"] if c["name"] == "transport")
+    assert line == {
+        "name": "transport",
+        "status": "ok",
+        "detail": f"HTTPS, certificate verified against {tls.ca_file}",
+        "fix": "",
+    }
+    assert statuses(doc)["cluster"] == "ok"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from datera_glance import upload_state
+from datera_glance import ownership, upload_state
 from datera_glance.edf import ClientConfig, EdfClient
 from datera_glance.simulator import Simulator
 from tests.plugins.cli import SCRIPT, Cli
@@ -148,7 +148,9 @@ def test_gc_removes_a_killed_upload_only(
 
 def _incomplete(edf: EdfClient, record: dict[str, str] | None) -> str:
     image_id = str(uuid.uuid4())
-    ai = edf.create_app_instance(f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1)
+    ai = edf.create_app_instance(
+        f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1, descr=ownership.marker(image_id)
+    )
     if record is not None:
         edf.put_metadata(ai.id, record)
     return image_id

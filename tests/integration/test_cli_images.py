@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from datera_glance import upload_state
+from datera_glance import ownership, upload_state
 from datera_glance.simulator import Simulator
 from tests.plugins.cli import Cli
 from tests.plugins.simulator import Edf
@@ -140,10 +140,11 @@ def test_verify_good_and_tampered(simulator: Simulator, cli: Cli, tmp_path: Path
 
 
 def test_verify_an_image_without_multihash(simulator: Simulator, cli: Cli, edf: Edf) -> None:
-    """Images stored before the multihash was recorded: md5 only, and it says so."""
+    """Images stored before the multihash was recorded (by Datera's original driver: uuid the
+    image id, no descr, type: image): md5 only, and it says so."""
     data = os.urandom(100_000)
     image_id = str(uuid.uuid4())
-    ai = edf.create_ai(f"OS-IMAGE-{image_id}")["data"]
+    ai = edf.create_ai(f"OS-IMAGE-{image_id}", uuid=image_id)["data"]
     metadata = {
         "checksum": hashlib.md5(data).hexdigest(),
         "length": str(len(data)),
@@ -163,7 +164,8 @@ def test_verify_an_image_without_multihash(simulator: Simulator, cli: Cli, edf: 
 def test_orphans_are_listed(simulator: Simulator, cli: Cli, edf: Edf, tmp_path: Path) -> None:
     complete = put(cli, image_file(tmp_path, 5000)[0])["id"]
     orphan = str(uuid.uuid4())
-    edf.create_ai(f"OS-IMAGE-{orphan}")  # an upload that died before writing any record
+    # an upload that died before writing any record: what Store.add's create call leaves
+    edf.create_ai(f"OS-IMAGE-{orphan}", uuid=orphan, descr=ownership.marker(orphan))
     edf.create_ai("not-an-image")
     states = {i["id"]: i["state"] for i in cli.json("ls")["images"]}
     assert states == {complete: "complete", orphan: "orphan"}

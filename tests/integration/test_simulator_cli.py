@@ -22,25 +22,22 @@ SIMULATOR = [sys.executable, "-m", "datera_glance.cli", "simulator"]
 READY = re.compile(r"^listening on (https?)://127\.0\.0\.1:(\d+)$")
 
 
+#: The environment variable the CLI reads its password from (never its command line).
+PASSWORD_ENV = "DATERA_GLANCE_SIM_PASSWORD"
+
+
 @contextmanager
-def cli(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Start the simulator CLI on a free port; yield (process, base URL)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "datera_glance.cli",
-        "simulator",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--user",
-        "sim_user",
-        "--password",
-        "sim_pass",
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def cli(
+    data_dir: Path, *extra: str, password: str | None = "sim_pass"
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start the simulator CLI on a free port; yield (process, base URL).
+
+    ``password`` goes in through the environment (``None``: none given)."""
+    cmd = [*SIMULATOR, "--port", "0", "--data-dir", str(data_dir), "--user", "sim_user", *extra]
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    if password is not None:
+        env[PASSWORD_ENV] = password
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().rstrip("\n")
@@ -58,9 +55,14 @@ def cli(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], st
                 stream.close()
 
 
-def _login(url: str, **kwargs: Any) -> str:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``datera-glance simulator ARGS`` that is expected to exit at once."""
+    return subprocess.run([*SIMULATOR, *args], capture_output=True, text=True, timeout=60)
+
+
+def _login(url: str, password: str = "sim_pass", **kwargs: Any) -> str:
     r = requests.put(
-        f"{url}/v2.2/login", json={"name": "sim_user", "password": "sim_pass"}, timeout=10, **kwargs
+        f"{url}/v2.2/login", json={"name": "sim_user", "password": password}, timeout=10, **kwargs
     )
     assert r.status_code == 200, r.text
     key: str = r.json()["key"]
@@ -169,19 +171,9 @@ def test_cli_media_flag_and_its_old_spelling(tmp_path: Path) -> None:
         assert device.startswith(str(tmp_path / "volumes"))
         proc.terminate()
         assert proc.wait(15) == 0
-    usage = subprocess.run(
-        [*SIMULATOR, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    usage = run_cli("--help").stdout
     assert "--media" in usage and "--backend" not in usage
-    bad = subprocess.run(
-        [*SIMULATOR, "--data-dir", str(tmp_path), "--media", "nvme"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("--data-dir", str(tmp_path), "--media", "nvme")
     assert bad.returncode == 2 and "listening" not in bad.stdout
 
 
@@ -252,3 +244,78 @@ def test_cli_loop_backend_without_root_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr
     assert "listening" not in proc.stdout
+
+
+# ---- the password never on the command line (issue 23: ps showed devstack's) --------------
+
+
+def _login_status(url: str, password: str) -> int:
+    body = {"name": "sim_user", "password": password}
+    return requests.put(f"{url}/v2.2/login", json=body, timeout=10).status_code
+
+
+def test_cli_password_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    """Before: accepted, and every local user read it in ``ps``."""
+    proc = run_cli("--data-dir", str(tmp_path), "--password", "in-ps")
+    assert proc.returncode == 2 and "listening" not in proc.stdout
+    assert "--password-file" in proc.stderr and PASSWORD_ENV in proc.stderr
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_cli_password_from_the_environment_is_not_in_its_command_line(tmp_path: Path) -> None:
+    with cli(tmp_path / "d", password="env-secret-1") as (proc, url):
+        assert _login_status(url, "env-secret-1") == 200
+        assert _login_status(url, "password") == 401
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"env-secret-1" not in cmdline
+        assert not (tmp_path / "d" / "password").exists()
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+def test_cli_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("file-secret-2\n")
+    secret.chmod(0o600)
+    with cli(tmp_path / "d", "--password-file", str(secret), password=None) as (proc, url):
+        assert _login_status(url, "file-secret-2") == 200
+        assert _login_status(url, "password") == 401
+        proc.terminate()
+        assert proc.wait(15) == 0
+    missing = run_cli("--data-dir", str(tmp_path / "d"), "--password-file", str(tmp_path / "no"))
+    assert missing.returncode == 1 and "--password-file" in missing.stderr
+
+
+def test_cli_generates_a_password_when_none_is_given(tmp_path: Path) -> None:
+    """Before: ``admin``/``password`` (``--password`` defaulted to it)."""
+    data_dir = tmp_path / "d"
+    with cli(data_dir, password=None) as (proc, url):
+        written = data_dir / "password"
+        generated = written.read_text().strip()
+        assert len(generated) >= 20
+        assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_\-\.]{2,127}", generated)  # EDF's schema
+        assert written.stat().st_mode & 0o777 == 0o600
+        assert _login_status(url, generated) == 200
+        assert _login_status(url, "password") == 401
+        proc.terminate()
+        assert proc.wait(15) == 0
+        assert proc.stderr is not None
+        assert str(written) in proc.stderr.read()
+    with cli(data_dir, password=None) as (proc, url):  # the next start keeps it
+        assert _login_status(url, generated) == 200
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+def test_cli_control_token_file(tmp_path: Path) -> None:
+    """``/_sim/`` needs the token the CLI writes at every start (0600)."""
+    from datera_glance.simulator import SimControl
+
+    with cli(tmp_path / "d") as (proc, url):
+        assert requests.get(f"{url}/_sim/state", timeout=10).status_code == 401
+        token = tmp_path / "d" / "control-token"
+        assert token.stat().st_mode & 0o777 == 0o600
+        state = SimControl.for_data_dir(url, tmp_path / "d").state()
+        assert state["app_instances"] == []
+        proc.terminate()
+        assert proc.wait(15) == 0

@@ -22,7 +22,7 @@ from glance_store import exceptions
 from glance_store import location as glance_location
 from oslo_utils import units
 
-from datera_glance import chunkio, upload_state
+from datera_glance import chunkio, ownership, upload_state
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
 from tests.plugins.store import RedirectingConnector, StoreFactory, make_conf
@@ -450,7 +450,10 @@ def test_leftover_of_failed_upload_is_replaced_not_duplicate(
 ) -> None:
     image_id = new_id()
     client = store._configured().client
-    client.create_app_instance(f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1)
+    # what an upload killed right after its create request leaves (ownership.marker: ours)
+    client.create_app_instance(
+        f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1, descr=ownership.marker(image_id)
+    )
     uri = f"datera://{sim.host}:{sim.port}/app_instances/{image_id}"
     # an incomplete image is not readable
     with pytest.raises(exceptions.NotFound):
@@ -468,7 +471,7 @@ def test_leftover_of_failed_upload_is_replaced_not_duplicate(
 def test_delete_removes_an_incomplete_leftover(sim: Simulator, store: Store) -> None:
     image_id = new_id()
     store._configured().client.create_app_instance(
-        f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1
+        f"OS-IMAGE-{image_id}", uuid=image_id, size_gib=1, descr=ownership.marker(image_id)
     )
     store.delete(locate(store, f"datera://{sim.host}:{sim.port}/app_instances/{image_id}"))
     assert_gone(sim, store, image_id)

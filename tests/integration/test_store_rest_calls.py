@@ -57,7 +57,12 @@ GROWTH = {  # per offline resize of an upload of unknown size
     "PUT /app_instances/:ai/storage_instances/:si/volumes/:volume": 1,
     **ATTACH,
 }
-DELETE = {**LOOKUP, "PUT /app_instances/:ai": 1, "DELETE /app_instances/:ai": 1}
+DELETE = {  # the metadata: is it glance's (datera_glance.ownership)?
+    **LOOKUP,
+    "GET /app_instances/:ai/metadata": 1,
+    "PUT /app_instances/:ai": 1,
+    "DELETE /app_instances/:ai": 1,
+}
 
 
 def plus(*counts: dict[str, int]) -> dict[str, int]:

@@ -249,6 +249,31 @@ def test_phases(devstack: Devstack) -> None:
     assert devstack.calls[-1] == "stop_process datera-glance-sim"
 
 
+def test_simulator_password_is_in_a_root_only_file_not_on_its_command_line(
+    devstack: Devstack,
+) -> None:
+    """Before: ``--password $DATERA_SAN_PASSWORD`` on the command line of a long-running root
+    process, which ``ps`` shows every local user."""
+    devstack.write_conf(DEVSTACK_MULTISTORE_CONF)
+    done = devstack.run("start_datera_glance_simulator")
+    assert done.returncode == 0, done.stderr
+    [start] = devstack.calls
+    assert PASSWORD not in start
+    args = cli.build_parser().parse_args(start.split()[3:-1])
+    data_dir = Path(args.data_dir)
+    assert data_dir == devstack.base / "data" / "datera-glance-sim"
+    assert (data_dir.stat().st_uid, data_dir.stat().st_mode & 0o777) == (os.geteuid(), 0o700)
+    password_file = Path(args.password_file)
+    assert password_file.parent == data_dir
+    assert password_file.read_text() == PASSWORD + "\n"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    # A second stack (DATERA_SAN_PASSWORD changed in local.conf) rewrites it.
+    done = devstack.run("start_datera_glance_simulator", DATERA_SAN_PASSWORD="changed")
+    assert done.returncode == 0, done.stderr
+    assert password_file.read_text() == "changed\n"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+
+
 def test_glance_store_loads_and_uses_the_written_backend(
     devstack: Devstack, simulator: Simulator
 ) -> None:

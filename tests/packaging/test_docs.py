@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import datera_glance
 from datera_glance import cli, options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,15 @@ def test_release_notes_build(tmp_path: Path) -> None:
     _build("releasenotes", tmp_path)
     page = _text(tmp_path / "index.html")
     assert "Upgrade Notes" in page and "datera_chunk_size" in page
+    # Without a tag reno says "0.0.0"; the notes are those of the version being released.
+    headings = re.findall(r"<h2>([^<]+)", (tmp_path / "index.html").read_text())
+    assert headings[0].strip() == datera_glance.__version__ == "1.0.0"
+    assert "0.0.0" not in headings
+
+
+def test_reno_names_the_version_being_released() -> None:
+    config = yaml.safe_load((ROOT / "releasenotes" / "config.yaml").read_text())
+    assert config["unreleased_version_title"] == datera_glance.__version__
 
 
 def _source_text() -> str:

@@ -52,8 +52,20 @@ def test_sdist_has_the_cython_source_and_not_the_generated_c(dist: Path) -> None
         "devstack/plugin.sh",
         "contrib/glance-33-stores-detail-unknown-type.patch",
         "tox.ini",
+        "LICENSE",
+        "constraints/current.txt",
     ):
         assert shipped in names, shipped
+
+
+def test_wheel_carries_the_license(dist: Path) -> None:
+    """pyproject declares Apache-2.0 (PEP 639); the text travels with the wheel."""
+    with zipfile.ZipFile(_wheel(dist)) as wheel:
+        names = wheel.namelist()
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        text = wheel.read(metadata).decode()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert "License-Expression: Apache-2.0" in text
 
 
 def test_wheel_has_the_compiled_core_only(dist: Path) -> None:

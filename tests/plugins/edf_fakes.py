@@ -22,8 +22,37 @@ from datera_glance.edf.transport import RequestHook
 PASSWORD = "S3cret_pa55word"
 
 
+class FakeRaw:
+    """``requests.Response.raw`` (urllib3's response) as far as the transport reads it:
+    ``read1`` returns at most ``piece`` bytes; ``on_read`` runs before each read (a test's
+    clock moves there to play a slow server)."""
+
+    def __init__(
+        self, content: bytes, *, piece: int = 1 << 20, on_read: Callable[[], None] | None = None
+    ) -> None:
+        self._content = content
+        self._at = 0
+        self.piece = piece
+        self.on_read = on_read
+        self.reads = 0
+
+    def rewind(self) -> None:
+        """Serve the body again from its start (a scripted reply used more than once)."""
+        self._at = 0
+
+    def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
+        if self.on_read is not None:
+            self.on_read()
+        self.reads += 1
+        size = min(amt if amt is not None else len(self._content), self.piece)
+        chunk = self._content[self._at : self._at + size]
+        self._at += len(chunk)
+        return chunk
+
+
 class FakeResponse:
-    """The three things the client reads from a ``requests.Response``."""
+    """What the transport reads from a streamed ``requests.Response``: status, headers,
+    ``raw.read1`` and ``close``."""
 
     def __init__(
         self, status: int, body: Any = None, headers: dict[str, str] | None = None
@@ -36,6 +65,11 @@ class FakeResponse:
         else:
             self.content = json.dumps(body).encode()
         self.headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(headers or {})
+        self.raw = FakeRaw(self.content)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def ok(data: Any, **envelope: Any) -> FakeResponse:
@@ -104,6 +138,7 @@ class FakeSession:
         timeout: Any = None,
         verify: Any = None,
         allow_redirects: bool = True,
+        stream: bool = False,
     ) -> FakeResponse:
         path = urlsplit(url).path
         version = path.split("/")[1].lstrip("v")
@@ -136,6 +171,7 @@ class FakeSession:
             raise reply
         if callable(reply):
             return reply(call)
+        reply.raw.rewind()
         return reply
 
     def close(self) -> None:

@@ -6,11 +6,13 @@ import logging
 import warnings
 from typing import Any
 
+import certifi
 import pytest
 import requests
 
-from datera_glance import __version__
+from datera_glance import __version__, options
 from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize_tenant
+from datera_glance.edf.config import SYSTEM_CA, system_ca_bundle
 from datera_glance.simulator import Simulator
 from tests.plugins.edf_fakes import (
     PASSWORD,
@@ -180,10 +182,41 @@ def test_requests_leave_the_warning_filters_alone() -> None:
     assert warnings.filters == before
 
 
-def test_plain_http_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ({"port": 7717}, "(port 7717)"),
+        ({"port": 7718, "ssl": False}, "(port 7718, ssl off)"),
+        ({"port": 7717, "ssl_verify": False}, "(port 7717)"),
+    ],
+)
+def test_plain_http_warns_that_credentials_travel_in_clear(
+    config: dict[str, Any], said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: plain HTTP (port 7717 or ssl off) was silent although the password (login)
+    and the session key (every call) cross the network readable. Now one WARNING says so."""
     with caplog.at_level(logging.WARNING, logger="datera_glance.edf"):
-        make_client(FakeSession(), port=7717, ssl_verify=False)
+        make_client(FakeSession(), **config)
+    (record,) = caplog.records
+    assert "clear text" in record.getMessage() and said in record.getMessage()
+
+
+def test_https_with_verification_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="datera_glance.edf"):
+        make_client(FakeSession(), port=7718)
     assert caplog.text == ""
+
+
+def test_the_system_ca_bundle_is_the_systems_not_certifis() -> None:
+    """``ca_file = system`` verifies against the operating system's bundle; unset, requests
+    uses certifi's (which is why the option's help no longer says "system's trusted CAs")."""
+    system = ClientConfig(host="edf.example", ca_file=SYSTEM_CA).verify
+    assert system == system_ca_bundle() and system
+    assert system != certifi.where()
+    assert ClientConfig(host="edf.example").verify is True  # requests then takes certifi's
+    assert options.ca_file(SYSTEM_CA) == SYSTEM_CA  # accepted as a value of the option
+    help_text = str(next(o.help for o in options.get_opts() if o.name == "datera_ssl_ca_file"))
+    assert "certifi" in help_text and "``system``" in help_text
 
 
 def test_envelope_unwrapped_and_login_reused() -> None:

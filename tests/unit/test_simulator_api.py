@@ -72,7 +72,8 @@ def test_logout_ends_session(edf: Edf) -> None:
 
 def test_sim_expire_sessions(edf: Edf) -> None:
     assert edf.sim.state()["sessions"] == 1
-    r = requests.post(f"{edf.sim.url}/_sim/sessions/expire", timeout=10)
+    headers = {"Sim-Token": edf.sim.control_token}
+    r = requests.post(f"{edf.sim.url}/_sim/sessions/expire", headers=headers, timeout=10)
     assert r.status_code == 200
     assert edf.call("GET", "/system", expect=401)["message"] == INVALID
     assert edf.sim.state()["sessions"] == 0
@@ -254,7 +255,9 @@ def test_capacity_exhaustion_is_422(simulator_factory: Callable[..., Simulator])
         "InsufficientCapacityError"
     )
     edf.call("PUT", vol_path, json={"size": 4})
-    r = requests.put(f"{sim.url}/_sim/capacity", json={"bytes": 10 * units.Gi}, timeout=10)
+    headers = {"Sim-Token": sim.control_token}
+    body = {"bytes": 10 * units.Gi}
+    r = requests.put(f"{sim.url}/_sim/capacity", json=body, headers=headers, timeout=10)
     assert r.status_code == 200 and r.json()["available"] == 6 * units.Gi
     edf.create_ai("fits-now", size=6)
     assert sim.state()["capacity"] == {

@@ -11,8 +11,13 @@ from datera_glance.simulator import Simulator
 from tests.plugins.simulator import Edf
 
 
+def _token(sim: Simulator) -> dict[str, str]:
+    """The header every ``/_sim/`` request needs."""
+    return {"Sim-Token": sim.control_token}
+
+
 def _add_fault(sim: Simulator, **fault: object) -> None:
-    r = requests.post(f"{sim.url}/_sim/faults", json=fault, timeout=10)
+    r = requests.post(f"{sim.url}/_sim/faults", json=fault, headers=_token(sim), timeout=10)
     assert r.status_code == 201, r.text
 
 
@@ -52,7 +57,7 @@ def test_fault_matches_method_and_path(edf: Edf) -> None:
     edf.call("PUT", f"/app_instances/{ai['id']}/metadata", json={"a": "b"})
     for _ in range(3):  # count=None: every match
         edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "offline"}, expect=503)
-    r = requests.delete(f"{edf.sim.url}/_sim/faults", timeout=10)
+    r = requests.delete(f"{edf.sim.url}/_sim/faults", headers=_token(edf.sim), timeout=10)
     assert r.status_code == 200
     edf.call("PUT", f"/app_instances/{ai['id']}", json={"admin_state": "offline"})
 
@@ -109,6 +114,7 @@ def test_bad_fault_requests_are_400(simulator: Simulator) -> None:
         {"path": "/x", "status": 503, "count": 0},
         {"path": "/x", "delay": -1},
     ):
-        assert requests.post(url, json=bad, timeout=10).status_code == 400, bad
+        r = requests.post(url, json=bad, headers=_token(simulator), timeout=10)
+        assert r.status_code == 400, bad
     assert simulator.state()["faults"] == []
     assert requests.get(f"{simulator.url}/_sim/nothing", timeout=10).status_code == 404

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from datera_glance.simulator import Simulator
 from datera_glance.simulator.model import AppInstance, State, Tenant
@@ -15,11 +16,19 @@ from tests.plugins.simulator import Edf
 
 
 def _crash_copy(sim: Simulator, to: Path) -> Path:
-    """The state files as a crash would leave them: copied while the simulator runs."""
-    to.mkdir()
+    """The state files as a crash would leave them: copied while the simulator runs (with the
+    volume files, which are named after their volume in any data directory)."""
+    to.mkdir(mode=0o700)
     for name in ("state.json", "state.journal"):
         shutil.copy2(sim.data_dir / name, to / name)
+    shutil.copytree(sim.data_dir / "volumes", to / "volumes")
     return to
+
+
+def _moved(state: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+    """``state`` with its volume files in ``new`` instead of ``old``."""
+    moved: dict[str, Any] = json.loads(json.dumps(state).replace(f'"{old}/', f'"{new}/'))
+    return moved
 
 
 def test_every_answered_change_survives_a_crash(
@@ -44,7 +53,8 @@ def test_every_answered_change_survives_a_crash(
         f.write(b'{"changes": [{"collection": "app_instances", "key": "')
     again = simulator_factory(data_dir=copy)
     after = again.state()
-    assert after["app_instances"] == before["app_instances"]
+    assert after["app_instances"] == _moved(before, sim.data_dir, copy)["app_instances"]
+    assert Path(after["app_instances"][0]["file"]).parent == copy / "volumes"
     assert [a["name"] for a in after["app_instances"]] == ["crash-renamed"]
     assert after["initiators"] == before["initiators"]
     assert after["tenants"] == ["/root", "/root/crash_tenant"]

@@ -136,7 +136,8 @@ def test_seed_control_creates_like_post(simulator: Simulator) -> None:
     edf.call("POST", "/tenants", json={"name": "bulk_tenant"})
     url = f"{simulator.url}/_sim/app_instances"
     body = {"count": 3, "tenant": "/root/bulk_tenant", "prefix": "bulk-", "size": 2}
-    r = requests.post(url, json=body, timeout=30)
+    token = {"Sim-Token": simulator.control_token}
+    r = requests.post(url, json=body, headers=token, timeout=30)
     assert r.status_code == 201 and r.json()["created"] == 3
     listed = Edf(simulator, tenant="/root/bulk_tenant").call("GET", "/app_instances")["data"]
     assert [a["name"] for a in listed] == ["bulk-0", "bulk-1", "bulk-2"]
@@ -144,7 +145,7 @@ def test_seed_control_creates_like_post(simulator: Simulator) -> None:
     assert {a["storage_instances"][0]["volumes"][0]["size"] for a in listed} == {2}
     assert simulator.state()["capacity"]["used"] == 6 * units.Gi
     # The same rules as POST: names are unique in the tenant, the schema and capacity apply.
-    assert requests.post(url, json=body, timeout=30).status_code == 409
+    assert requests.post(url, json=body, headers=token, timeout=30).status_code == 409
     for bad, status in (
         ({"count": 1, "prefix": "x"}, 422),  # "x0" is too short a name for the schema
         ({"count": 1, "tenant": "/root/nowhere"}, 404),
@@ -152,5 +153,5 @@ def test_seed_control_creates_like_post(simulator: Simulator) -> None:
         ({"count": "3"}, 400),
         ({"count": 1, "colour": "red"}, 400),
     ):
-        assert requests.post(url, json=bad, timeout=30).status_code == status, bad
+        assert requests.post(url, json=bad, headers=token, timeout=30).status_code == status, bad
     assert len(simulator.state()["app_instances"]) == 3

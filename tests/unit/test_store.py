@@ -27,19 +27,27 @@ from datera_glance.store import Store, StoreLocation, StoreSettings
 from tests.plugins.store import Overrides, StoreFactory, close_clients, datera_options
 
 
+def datera_backends(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any, names: tuple[str, str]
+) -> cfg.ConfigOpts:
+    """glance-api's conf with Datera backends ``names`` on ``simulator`` (the first the
+    default), options alike; the caller sets what differs before ``create_multi_stores``."""
+    conf = cfg.CONF
+    global_conf.config(enabled_backends=dict.fromkeys(names, "datera"))
+    multi_api.register_store_opts(conf)
+    for name, value in datera_options(simulator, str(tmp_path / "locks")).items():
+        for backend in names:
+            global_conf.config(group=backend, **{name: value})
+    global_conf.config(group="glance_store", default_backend=names[0])
+    return conf
+
+
 def test_multistore_through_glance_store_api(
     simulator: Simulator, global_conf: Overrides, tmp_path: Any
 ) -> None:
     """Two Datera backends on one cluster, told apart by tenant, as glance-api uses them."""
-    conf = cfg.CONF
-    global_conf.config(enabled_backends={"fast": "datera", "other": "datera"})
-    multi_api.register_store_opts(conf)
-    locks = str(tmp_path / "locks")
-    for name, value in datera_options(simulator, locks).items():
-        global_conf.config(group="fast", **{name: value})
-        global_conf.config(group="other", **{name: value})
+    conf = datera_backends(simulator, global_conf, tmp_path, ("fast", "other"))
     global_conf.config(group="other", datera_tenant_id="/root/other")
-    global_conf.config(group="glance_store", default_backend="fast")
     assert multi_api.create_multi_stores(conf) == 2
     multi_api.verify_store()
     stores = [multi_api.get_store_from_store_identifier(b) for b in ("fast", "other")]
@@ -71,6 +79,53 @@ def test_multistore_through_glance_store_api(
             multi_api.delete(uri, backend)
             with pytest.raises(exceptions.NotFound):
                 multi_api.delete(uri, backend)
+        assert simulator.state()["app_instances"] == []
+    finally:
+        close_clients(stores)
+
+
+def test_two_backends_in_one_tenant_refused_at_start(
+    simulator: Simulator, global_conf: Overrides, tmp_path: Any
+) -> None:
+    """Two Datera backends on one cluster and tenant would both name an image ``OS-IMAGE-<id>``
+    there: copying an image from one to the other fails with Duplicate, and Datera's Cinder
+    driver (``datera_common.cvol_to_ai``: ``match(name,.*<id>.*)``, first hit) must find one
+    app instance per image. The second is refused at glance-api's start naming
+    ``datera_tenant_id``; glance-api and the first keep working, the second's images stay
+    readable (glance_store/driver.py ``configure`` clears only WRITE_ACCESS on
+    ``BadStoreConfiguration``). With a tenant of its own, the same image goes to both."""
+    conf = datera_backends(simulator, global_conf, tmp_path, ("flash", "hybrid"))
+    global_conf.config(group="flash", datera_placement_mode="all_flash")
+    assert multi_api.create_multi_stores(conf) == 2
+    flash, hybrid = (multi_api.get_store_from_store_identifier(b) for b in ("flash", "hybrid"))
+    stores = [flash, hybrid]
+    try:
+        shared = r"datera_tenant_id of backend hybrid is /root on cluster .* as backend flash's"
+        with pytest.raises(exceptions.BadStoreConfiguration, match=shared) as refused:
+            hybrid.configure(re_raise_bsc=True)
+        assert "give [hybrid] a tenant of its own" in str(refused.value)
+        data = os.urandom(units.Mi + 5)
+        image_id = str(uuid.uuid4())
+        uri = multi_api.add_with_multihash(
+            conf, image_id, io.BytesIO(data), len(data), "flash", "sha256"
+        )[0]
+        with pytest.raises(exceptions.StoreAddDisabled):
+            multi_api.add_with_multihash(
+                conf, image_id, io.BytesIO(data), len(data), "hybrid", "sha256"
+            )
+        it, _ = multi_api.get(uri, "hybrid")  # still readable there
+        assert b"".join(it) == data
+
+        global_conf.config(group="hybrid", datera_tenant_id="/root/hybrid")  # and a restart
+        restarted = Store(conf, backend="hybrid")
+        stores.append(restarted)
+        restarted.configure(re_raise_bsc=True)
+        copied = multi_api.store_add_to_backend_with_multihash(
+            image_id, io.BytesIO(data), len(data), "sha256", restarted
+        )[0]
+        assert copied != uri and copied.startswith(restarted.url_prefix)
+        multi_api.delete(uri, "flash")
+        restarted.delete(location.get_location_from_uri_and_backend(copied, "hybrid", conf=conf))
         assert simulator.state()["app_instances"] == []
     finally:
         close_clients(stores)

@@ -10,6 +10,7 @@ the simulator's targets and handed to os-brick.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import uuid
@@ -27,6 +28,7 @@ from datera_glance.attach import chap_credentials
 from datera_glance.edf import ClientConfig, EdfClient
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
+from tests.plugins.edf_fakes import FakeRaw
 from tests.plugins.store import StoreFactory
 
 PASSWORD = "Zq9-cluster-Pw-7731"
@@ -41,7 +43,9 @@ class KeyTap(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> Any:
         response = super().request(method, url, *a, **kw)
         if str(url).endswith("/login") and response.status_code == 200:
-            KeyTap.keys.append(response.json()["key"])
+            body = response.content  # read here: the transport reads it again from raw
+            KeyTap.keys.append(json.loads(body)["key"])
+            response.raw = FakeRaw(body)
         return response
 
 

@@ -110,6 +110,24 @@ def test_judge_other_hosts_by_heartbeat() -> None:
     assert at_once.live(us.UploadRecord("there", 1, "", None, 10_000.0))[0] is False
 
 
+def test_a_heartbeat_from_the_future_is_judged_against_the_same_bound() -> None:
+    """Before: the age of a heartbeat in the future was negative, so it counted as live for
+    ever (every retry of the image got ``Duplicate`` and ``gc`` never removed it). Now a
+    heartbeat counts only within ``max_age`` of now on either side (clock skew between
+    hosts up to that is tolerated); further ahead, the record is dead and says why."""
+    now = [10_000.0]
+    judge = us.Judge(max_age=300, this_host="here", clock=lambda: now[0])
+    far = us.UploadRecord("there", 1, "", None, 10_000.0 + 10**9)
+    assert judge.live(far) == (
+        False,
+        "heartbeat from there 1000000000 s in the future: the clocks disagree",
+    )
+    skewed = us.UploadRecord("there", 1, "", None, 10_100.0)  # a clock 100 s ahead
+    assert judge.live(skewed) == (True, "there sent a heartbeat 100 s in the future")
+    now[0] = 10_100.0 + 300  # and never again: dead after max_age, as any other
+    assert judge.live(skewed)[0] is False
+
+
 def test_image_length() -> None:
     assert us.image_length({"type": "image", "length": "5"}) == 5
     assert us.image_length({"type": "image"}) is None

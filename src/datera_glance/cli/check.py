@@ -12,8 +12,6 @@ import argparse
 import io
 import os
 import shutil
-import stat
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,6 +25,7 @@ from datera_glance.cli import cinder, config, images, output, verify
 from datera_glance.cli.errors import explain
 from datera_glance.edf import errors as edf
 from datera_glance.edf import product
+from datera_glance.edf.client import transport_warning
 
 EXAMPLE = """example:
   datera-glance check --config-file /etc/glance/glance-api.conf
@@ -71,6 +70,22 @@ def _configure(target: config.Target) -> Iterator[Result]:
         yield Result("options", ERROR, str(exc), "correct the configuration file")
         return
     yield Result("options", OK, f"backend {target.backend or '[glance_store]'}")
+
+
+def _transport(target: config.Target) -> Result:
+    """How the password and session key travel (the client logs the same warning)."""
+    client_config = target.settings.client_config()
+    warning = transport_warning(client_config)
+    if not warning:
+        verify = client_config.verify
+        against = f"against {verify}" if isinstance(verify, str) else "against requests' CAs"
+        return Result("transport", OK, f"HTTPS, certificate verified {against}")
+    fix = (
+        "datera_san_port = 7718 and datera_ssl unset or true"
+        if not client_config.use_ssl
+        else "datera_ssl_verify = true (datera_ssl_ca_file for a private CA)"
+    )
+    return Result("transport", WARNING, warning, fix)
 
 
 def _product_result(sw_version: str, version: tuple[int, ...]) -> Result:
@@ -137,22 +152,27 @@ def _rootwrap(path: str) -> Result:
 
 
 def _lock_path(path: str) -> Result:
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return Result("lock_path", ERROR, f"{path}: {exc.strerror}", "create it (mode 0700)")
-    if not stat.S_ISDIR(st.st_mode):
-        return Result("lock_path", ERROR, f"{path} is not a directory", "point lock_path at one")
-    try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".datera-glance-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return Result("lock_path", ERROR, f"{path}: {exc.strerror}", "make it writable by glance")
-    if st.st_mode & 0o077:
-        mode = f"{stat.S_IMODE(st.st_mode):o}"
-        return Result("lock_path", WARNING, f"{path} has mode {mode}", f"chmod 700 {path}")
-    return Result("lock_path", OK, f"{path} (private, writable)")
+    """The Store's configure (``options`` above) built its Attacher, whose own check of
+    ``lock_path`` refuses what glance-api would refuse; past it, the directory passed."""
+    return Result("lock_path", OK, f"{path} (accepted by the attacher's own checks)")
+
+
+def _image_tags(target: config.Target) -> Iterator[Result]:
+    """Complete images whose metadata lost ``type: image`` (``ownership.UNTAGGED``)."""
+    judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
+    inventory = images.Inventory(target.client, target.settings.tenant, judge)
+    untagged = inventory.images(lambda image: image.state == images.UNTAGGED)
+    if not untagged:
+        yield Result("image tags", OK, "every complete image has type: image")
+        return
+    names = ", ".join(image.ai.name for image in untagged)
+    yield Result(
+        "image tags",
+        ERROR,
+        f"{len(untagged)} complete images lack type: image ({names}): Datera's Cinder driver "
+        "takes them for its own stale cache and force-deletes them",
+        'restore {"type": "image"} in their metadata, or delete and upload them again',
+    )
 
 
 def _huge_pages(mode: str) -> Result:
@@ -216,8 +236,11 @@ def results(
     yield from configured
     if any(r.status == ERROR for r in configured):
         return
+    yield _transport(target)
     cluster = list(_cluster(target))
     yield from cluster
+    if not any(r.status == ERROR for r in cluster):
+        yield from _image_tags(target)
     yield from _cinder(target.settings.tenant, cinder_tenant_id)
     yield from _connector(target)
     yield _lock_path(target.settings.lock_path)

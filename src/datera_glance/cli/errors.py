@@ -55,6 +55,8 @@ def _edf_fix(exc: edf.EdfError) -> str:
         return "free capacity on the cluster"
     if isinstance(exc, edf.ServiceUnavailable | edf.Timeout):
         return "the cluster is busy or degraded; retry later"
+    if isinstance(exc, edf.UnexpectedResponse):
+        return "check that datera_san_ip and datera_san_port reach EDF itself, not a proxy"
     return ""
 
 

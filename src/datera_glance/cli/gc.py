@@ -1,18 +1,19 @@
 """``datera-glance gc``: the leftovers of uploads that died; removed only with ``--apply``.
 
-A leftover is an app instance in this backend's tenant, named like an image, not complete, whose
-upload is not live (``upload_state.Judge``): its process on this host is gone, or another
-host's heartbeat is older than ``--older-than``. Complete images, live uploads and other
-tenants are never touched. Each candidate is read again right before it is removed; one without
-any upload record (an older driver's, or an upload killed before it wrote the record) is
-removed only if it still has none ``RECORDLESS_GRACE`` seconds after it was first seen, so an
-upload that is just starting has time to write its record.
+A leftover is an app instance of glance's (``datera_glance.ownership``: never Cinder's, never
+anything else not provably glance's) in this backend's tenant, not complete, whose upload is
+not live (``upload_state.Judge``): its process on this host is gone, or another host's
+heartbeat is older than ``--older-than``. Complete images, live uploads, app instances that
+are not glance's and other tenants are never touched. Each candidate is judged again by the
+Store right before it is removed; one without any upload record (an upload killed between
+creating its app instance and writing the record) is removed only if it still has none
+``RECORDLESS_GRACE`` seconds after it was first seen, so an upload that is just starting has
+time to write its record.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,8 +21,7 @@ from typing import Any
 
 from datera_glance import upload_state
 from datera_glance.cli import config, images, output
-from datera_glance.cli.errors import CliError, explain
-from datera_glance.edf import errors
+from datera_glance.cli.errors import explain
 
 LOG = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Collector:
-    """Finds the leftovers of one tenant and removes the ones still dead on a second look."""
+    """Finds the leftovers of one tenant and has the Store remove the ones still dead on a
+    second look (``Store.delete_leftover``: the same judgement and delete as ``Store.add``'s)."""
 
     def __init__(
         self,
@@ -51,9 +52,8 @@ class Collector:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.target = target
-        self.inventory = images.Inventory(
-            target.client, target.settings.tenant, upload_state.Judge(max_age=max_age)
-        )
+        self.judge = upload_state.Judge(max_age=max_age)
+        self.inventory = images.Inventory(target.client, target.settings.tenant, self.judge)
         self.sleep = sleep
 
     def candidates(self) -> list[images.Image]:
@@ -72,40 +72,17 @@ class Collector:
         return entries
 
     def _second_look(self, image: images.Image) -> dict[str, Any]:
-        again = self.inventory.refresh(image)
+        location = self.target.location(self.target.uri(image.ai.name))
+        try:
+            again = self.target.store.delete_leftover(location, self.judge)
+        except Exception as exc:
+            LOG.debug("Removing %s failed", image.ai.name, exc_info=True)
+            return {"action": "failed", "error": str(explain(exc))}
         if again is None:
             return {"action": "gone already"}
-        if again.state != images.ORPHAN:
+        if not again.leftover:
             return {"action": "kept", "state": again.state, "reason": again.why}
-        try:
-            self.remove(again)
-        except Exception as exc:
-            LOG.debug("Removing %s failed", again.ai.name, exc_info=True)
-            return {"action": "failed", "error": str(explain(exc))}
         return {"action": "removed"}
-
-    def remove(self, image: images.Image) -> None:
-        """Release this host's hold of a dead writer's device, then offline and delete."""
-        client = self.target.client
-        attacher = self.target.attacher(client)
-        if image.record is not None and image.record.host == upload_state.host_name():
-            # The dead writer's attachment stays connected on this host (an iSCSI session)
-            # until its last user releases it: attaching and releasing through the Attacher,
-            # which drops dead users, is the one code path that disconnects it.
-            with contextlib.suppress(errors.NotFound), attacher.attached(image.ai):
-                pass
-
-        def delete() -> None:
-            with contextlib.suppress(errors.NotFound):
-                client.set_offline(image.ai.id, force=True)
-                client.delete_app_instance(image.ai.id, force=True)
-
-        if not attacher.unless_attached(image.ai.uuid, delete):
-            raise CliError(
-                f"{image.ai.name} is attached on this host by a live process",
-                "it is in use; gc leaves it",
-            )
-        LOG.info("Removed %s, the leftover of a dead upload", image.ai.name)
 
 
 def run(args: argparse.Namespace) -> int:

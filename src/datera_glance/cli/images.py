@@ -1,9 +1,10 @@
-"""The images of one backend's tenant as the commands see them: complete, uploading or orphan.
+"""The images of one backend's tenant as the commands see them: complete, uploading, orphan.
 
-An image is an app instance named like one (``OS-IMAGE-<uuid>``, or the upstream driver's first
-form ``OS-<uuid>``) in the store's tenant. Complete means the Store finished it (``type: image``
-and ``length`` in its metadata); an incomplete one is *uploading* while its recorded upload is
-live (``upload_state.Judge``) and an *orphan* otherwise.
+An image is an app instance of the store's tenant that ``datera_glance.ownership`` proves
+glance's, in the state ``ownership.verdict`` gives it: complete (the Store finished it),
+untagged (complete, but ``type: image`` is gone), *uploading* while its recorded upload is live
+(``upload_state.Judge``) and an *orphan* otherwise. Everything else, Cinder's volumes above
+all, is "not glance's": only ``ls --all`` shows it, and no command changes it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from glance_store.common import utils
 from oslo_utils import units
 
-from datera_glance import upload_state
+from datera_glance import ownership, upload_state
 from datera_glance.edf import EdfClient, errors, models
-from datera_glance.store import AI_PREFIX, LEGACY_AI_PREFIX
+from datera_glance.ownership import COMPLETE, FOREIGN, ORPHAN, UNTAGGED, UPLOADING
 
-COMPLETE = "complete"
-UPLOADING = "uploading"
-ORPHAN = "orphan"
+__all__ = ["COMPLETE", "FOREIGN", "ORPHAN", "UNTAGGED", "UPLOADING", "Image", "Inventory"]
 
 
 def parse_duration(text: str) -> float:
@@ -51,17 +49,12 @@ def add_older_than(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def image_id_of(name: str) -> str | None:
-    """The image id in an app instance name, or None for an app instance that is no image."""
-    for prefix in (AI_PREFIX, LEGACY_AI_PREFIX):
-        if name.startswith(prefix) and utils.is_uuid_like(name[len(prefix) :]):
-            return name[len(prefix) :]
-    return None
-
-
 @dataclass(frozen=True)
 class Image:
-    id: str
+    """An app instance of the tenant as the commands show it (``state`` FOREIGN: not glance's,
+    and ``id`` the image id its name carries, if any)."""
+
+    id: str | None
     ai: models.AppInstance
     metadata: dict[str, Any]
     state: str
@@ -108,23 +101,14 @@ class Image:
         }
 
 
-def classify(
-    ai: models.AppInstance, metadata: dict[str, Any], judge: upload_state.Judge
-) -> Image | None:
-    image_id = image_id_of(ai.name)
-    if image_id is None:
-        return None
-    record = upload_state.UploadRecord.from_metadata(metadata)
-    if upload_state.image_length(metadata) is not None:
-        return Image(image_id, ai, metadata, COMPLETE, "stored", record)
-    if record is None:
-        return Image(image_id, ai, metadata, ORPHAN, "incomplete, no upload record", None)
-    live, why = judge.live(record)
-    return Image(image_id, ai, metadata, UPLOADING if live else ORPHAN, why, record)
+def classify(ai: models.AppInstance, metadata: dict[str, Any], judge: upload_state.Judge) -> Image:
+    found = ownership.verdict(ai, metadata, judge)
+    return Image(found.claim.image_id, ai, metadata, found.state, found.why, found.record)
 
 
 class Inventory:
-    """Lists and finds the images of the client's tenant."""
+    """Lists and finds the app instances of the client's tenant, judged by the ownership rule:
+    ``images`` gives glance's only unless asked for the others too."""
 
     def __init__(
         self,
@@ -145,23 +129,30 @@ class Inventory:
             return None
         return classify(ai, metadata, self.judge)
 
-    def images(self, keep: Callable[[Image], bool] = lambda image: True) -> list[Image]:
+    def images(
+        self, keep: Callable[[Image], bool] = lambda image: True, *, foreign: bool = False
+    ) -> list[Image]:
+        """glance's images (and, with ``foreign``, every other app instance of the tenant)."""
         found = []
-        for ai in self.client.list_app_instances(name_prefix=LEGACY_AI_PREFIX):
+        prefix = None if foreign else ownership.LEGACY_AI_PREFIX
+        for ai in self.client.list_app_instances(name_prefix=prefix):
             image = self._read(ai)
-            if image is not None and keep(image):
+            if image is not None and (foreign or image.state != FOREIGN) and keep(image):
                 found.append(image)
-        return sorted(found, key=lambda image: image.id)
+        return sorted(found, key=lambda image: (image.state == FOREIGN, image.id or image.ai.name))
 
     def find(self, image_id: str) -> Image | None:
-        """The image ``image_id`` (either name form), or None."""
-        for name in (AI_PREFIX + image_id, LEGACY_AI_PREFIX + image_id):
+        """The image ``image_id`` (either name form), or None. An app instance of that name
+        that is not glance's comes back with state FOREIGN, when there is no image of glance's
+        under the other name."""
+        other = None
+        for name in (ownership.AI_PREFIX + image_id, ownership.LEGACY_AI_PREFIX + image_id):
             ai = self.client.lookup_app_instance(name)
-            if ai is not None:
-                image = self._read(ai)
-                if image is not None:
-                    return image
-        return None
+            image = self._read(ai) if ai is not None else None
+            if image is not None and image.state != FOREIGN:
+                return image
+            other = other or image
+        return other
 
     def refresh(self, image: Image) -> Image | None:
         """``image`` read again (None if it is gone)."""

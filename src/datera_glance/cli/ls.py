@@ -1,4 +1,5 @@
-"""``datera-glance ls``: the images in this backend's tenant, with their state."""
+"""``datera-glance ls``: the images in this backend's tenant, with their state; ``--all`` adds
+the tenant's other app instances (Cinder's volumes, say) as "not glance's"."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from datera_glance.cli import config, images, output
 
 EXAMPLE = """example:
   datera-glance ls --config-file /etc/glance/glance-api.conf
-  datera-glance ls --config-file /etc/glance/glance-api.conf --backend fast --orphans --json"""
+  datera-glance ls --config-file /etc/glance/glance-api.conf --backend fast --orphans --json
+  datera-glance ls --config-file /etc/glance/glance-api.conf --all   # and what is not glance's"""
 
 HEADERS = ("ID", "SIZE", "CHECKSUM", "CREATED", "STATE", "ATTACHED HOSTS")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orphans", action="store_true", help="only the leftovers of dead uploads")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="also the tenant's app instances that are not glance's (never touched by any "
+        "command; the ID column shows their name)",
+    )
     images.add_older_than(parser)
     config.add_config_arguments(parser)
     output.add_output_arguments(parser)
@@ -26,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     with config.opened(args) as target:
         judge = upload_state.Judge(max_age=args.older_than)
         inventory = images.Inventory(target.client, target.settings.tenant, judge)
-        found = inventory.images(lambda image: not args.orphans or image.state == images.ORPHAN)
+        found = inventory.images(
+            lambda image: not args.orphans or image.state == images.ORPHAN, foreign=args.all
+        )
         if args.json:
             output.emit_json(
                 {
@@ -38,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         rows = [
             (
-                image.id,
+                image.id if image.state != images.FOREIGN else image.ai.name,
                 output.human_size(image.length),
                 image.metadata.get("checksum") or None,
                 image.created,

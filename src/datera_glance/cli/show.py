@@ -30,6 +30,12 @@ def find(target: config.Target, image_id: str, max_age: float) -> images.Image:
             f"no image {image_id} in tenant {target.settings.tenant}",
             "datera-glance ls lists the images",
         )
+    if image.state == images.FOREIGN:
+        raise CliError(
+            f"no image {image_id} in tenant {target.settings.tenant}: app instance "
+            f"{image.ai.name} is not glance's ({image.why})",
+            "datera-glance leaves it alone; ls --all lists what is not glance's",
+        )
     return image
 
 

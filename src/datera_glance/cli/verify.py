@@ -3,7 +3,9 @@
 Each image is read through ``Store.get`` (O_DIRECT, so the page cache cannot hide what the
 device holds) and hashed with md5 and with the multihash algorithm recorded at upload
 (``upload_state.MULTIHASH_ALGO``). Images stored before the multihash was recorded are checked
-on md5 only, and say so. Exit 1 on any mismatch, incomplete or unreadable image.
+on md5 only, and say so. Exit 1 on any mismatch, incomplete or unreadable image, and on a
+complete image whose metadata lost ``type: image`` (Datera's Cinder driver would take it for
+its own stale cache and force-delete it; ``ownership.UNTAGGED``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ GOOD = (OK, MD5_ONLY)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_ids", metavar="ID", nargs="*", help="the images to verify")
-    parser.add_argument("--all", action="store_true", help="every complete image in the tenant")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every complete image in the tenant (one that lost its type: image tag fails)",
+    )
     config.add_config_arguments(parser)
     output.add_output_arguments(parser)
 
@@ -39,7 +45,7 @@ def _digests(target: config.Target, image: images.Image, algo: str | None) -> di
     multihash = utils.get_hasher(algo, False) if algo else None
     location = target.location(target.uri(image.ai.name))
     chunks, size = target.store.get(location)
-    progress = Progress(image.id[:8], size)
+    progress = Progress((image.id or image.ai.name)[:8], size)
     for chunk in counted(chunks, progress):
         md5.update(chunk)
         if multihash is not None:
@@ -65,6 +71,8 @@ def check_image(target: config.Target, image: images.Image) -> dict[str, Any]:
         else None,
         "transfer": None,
     }
+    if image.state == images.UNTAGGED:
+        return {**result, "status": f"untagged: {image.why}"}
     if image.state != images.COMPLETE:
         return {**result, "status": f"not verifiable: {image.state} ({image.why})"}
     try:
@@ -91,7 +99,7 @@ def _selected(target: config.Target, args: argparse.Namespace) -> list[images.Im
     if args.all:
         judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
         inventory = images.Inventory(target.client, target.settings.tenant, judge)
-        return inventory.images(lambda image: image.state == images.COMPLETE)
+        return inventory.images(lambda image: image.state in (images.COMPLETE, images.UNTAGGED))
     return [
         show.find(target, image_id, upload_state.DEFAULT_MAX_AGE) for image_id in args.image_ids
     ]

@@ -176,8 +176,19 @@ class GlanceClient:
         finally:
             conn.close()
 
-    def import_image(self, image_id: str, method: str = "glance-direct") -> Reply:
-        return self.request("POST", f"/v2/images/{image_id}/import", {"method": {"name": method}})
+    def import_image(
+        self,
+        image_id: str,
+        method: str = "glance-direct",
+        *,
+        method_fields: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> Reply:
+        """``POST /import``: ``method_fields`` go into ``method`` (``uri``...), ``fields`` into
+        the body (``stores``, ``all_stores``, ``all_stores_must_succeed``)."""
+        body = {"method": {"name": method, **(method_fields or {})}, **fields}
+        return self.request("POST", f"/v2/images/{image_id}/import", body, headers=headers)
 
     def wait_for_status(
         self, image_id: str, statuses: Iterable[str], *, timeout: float = 120.0

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from datera_glance import host
+from datera_glance.simulator.cli import PASSWORD_ENV, generate_password
+from datera_glance.simulator.facade import SimControl
 
 LOG = logging.getLogger(__name__)
 
@@ -533,6 +535,10 @@ class GlanceApi:
     :param store_options: option lines for the backend's group
     :param database_url: SQLAlchemy URL; default sqlite in ``base_dir`` (not for concurrency)
     :param processes: uwsgi worker processes; ``threads`` per process
+    :param extra_backends: more ``enabled_backends``: name -> (store type, its options)
+    :param image_cache: glance's image cache (the ``cachemanagement`` pipeline, ``/v2/cache``)
+    :param extra_config: more glance-api.conf options by section (``DEFAULT`` included); they
+        win over the harness's own
     """
 
     def __init__(
@@ -551,6 +557,9 @@ class GlanceApi:
         debug: bool = True,
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
+        extra_backends: Mapping[str, tuple[str, Mapping[str, object]]] | None = None,
+        image_cache: bool = False,
+        extra_config: Mapping[str, Mapping[str, object]] | None = None,
         log: Logger = LOG.info,
     ) -> None:
         self.venv = venv
@@ -566,6 +575,9 @@ class GlanceApi:
         self.debug = debug
         self.port = port or free_port()
         self.extra_env = dict(extra_env or {})
+        self.extra_backends = dict(extra_backends or {})
+        self.image_cache = image_cache
+        self.extra_config = {k: dict(v) for k, v in (extra_config or {}).items()}
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
@@ -603,65 +615,72 @@ class GlanceApi:
             env=self.venv.env(),
         )  # fmt: skip
 
-    def _write_config(self) -> None:
+    def config_sections(self) -> dict[str, dict[str, object]]:
+        """glance-api.conf as sections of options: the harness's own, then ``extra_backends``
+        and ``extra_config`` (whose values win)."""
         b = self.base_dir
-        store_lines = "\n".join(f"{k} = {_conf_value(v)}" for k, v in self.store_options.items())
-        methods = ", ".join(self.import_methods)
-        # Only when asked: merely setting show_multiple_locations logs a deprecation warning.
-        locations = (
-            "show_image_direct_url = True\nshow_multiple_locations = True\n"
-            if self.show_locations
-            else ""
+        backends = {self.backend: self.store_type}
+        backends.update({name: kind for name, (kind, _) in self.extra_backends.items()})
+        default: dict[str, object] = {
+            "debug": self.debug,
+            "log_file": self.log_file,
+            "enabled_backends": ", ".join(f"{n}:{t}" for n, t in backends.items()),
+            "enabled_import_methods": f"[{', '.join(self.import_methods)}]",
+            "image_size_cap": 1099511627776,
+        }
+        if self.image_cache:
+            # glance 33's default cache driver (centralized_db) names the node caching an image
+            default.update(image_cache_dir=b / "cache", worker_self_reference_url=self.url)
+        if self.show_locations:
+            # Only when asked: merely setting show_multiple_locations logs a deprecation warning.
+            default.update(show_image_direct_url=True, show_multiple_locations=True)
+        sections: dict[str, dict[str, object]] = {
+            "DEFAULT": default,
+            "database": {"connection": self.database_url},
+            "paste_deploy": {
+                "flavor": self.paste_flavor,
+                "config_file": self.etc_dir / "glance-api-paste.ini",
+            },
+            # Under pyuwsgi sys.executable is the system python, not glance's: the image
+            # conversion plugin runs `python -m oslo_concurrency.prlimit -- qemu-img` with this.
+            "wsgi": {"python_interpreter": self.venv.python},
+            "glance_store": {"default_backend": self.backend},
+            self.backend: {
+                "store_description": f"{self.store_type} backend under test",
+                **self.store_options,
+            },
+        }
+        for name, (kind, options) in self.extra_backends.items():
+            sections[name] = {"store_description": f"{kind} backend {name}", **options}
+        for store in ("staging", "tasks"):
+            sections[f"os_glance_{store}_store"] = {"filesystem_store_datadir": b / "data" / store}
+        sections.update(
+            oslo_concurrency={"lock_path": self.lock_dir},
+            os_brick={"lock_path": self.lock_dir},
+            privsep_osbrick={"helper_command": self.venv.bin("privsep-helper")},
+            oslo_policy={"enforce_scope": False, "enforce_new_defaults": False},
         )
-        conf = f"""\
-[DEFAULT]
-debug = {_conf_value(self.debug)}
-log_file = {self.log_file}
-enabled_backends = {self.backend}:{self.store_type}
-enabled_import_methods = [{methods}]
-image_size_cap = 1099511627776
-{locations}
-[database]
-connection = {self.database_url}
+        for section, options in self.extra_config.items():
+            sections.setdefault(section, {}).update(options)
+        return sections
 
-[paste_deploy]
-flavor = {_PASTE_FLAVOR}
-config_file = {self.etc_dir / "glance-api-paste.ini"}
-
-[glance_store]
-default_backend = {self.backend}
-
-[{self.backend}]
-store_description = {self.store_type} backend under test
-{store_lines}
-
-[os_glance_staging_store]
-filesystem_store_datadir = {b / "data" / "staging"}
-
-[os_glance_tasks_store]
-filesystem_store_datadir = {b / "data" / "tasks"}
-
-[oslo_concurrency]
-lock_path = {self.lock_dir}
-
-[os_brick]
-lock_path = {self.lock_dir}
-
-[privsep_osbrick]
-helper_command = {self.venv.bin("privsep-helper")}
-
-[oslo_policy]
-enforce_scope = False
-enforce_new_defaults = False
-"""
-        (self.etc_dir / "glance-api.conf").write_text(conf)
+    def _write_config(self) -> None:
+        text = "".join(
+            f"[{section}]\n"
+            + "".join(f"{k} = {_conf_value(v)}\n" for k, v in options.items())
+            + "\n"
+            for section, options in self.config_sections().items()
+        )
+        (self.etc_dir / "glance-api.conf").write_text(text)
         self._write_paste_ini()
         self._write_uwsgi_ini()
 
     def _write_uwsgi_ini(self) -> None:
         # glance's own uwsgi settings (devstack's glance-api uwsgi.ini), plus
         # chunked-input-limit: glanceclient sends 1 MiB parts and uwsgi's default limit
-        # (1 MiB) fails them with HTTP 500.
+        # (1 MiB) fails them with HTTP 500; and py-sys-executable: pyuwsgi leaves sys.executable
+        # at the system python, and oslo.concurrency's prlimit wrapper (qemu-img info in
+        # legacy task imports) runs `sys.executable -m oslo_concurrency.prlimit`.
         (self.etc_dir / "uwsgi.ini").write_text(f"""\
 [uwsgi]
 http-socket = 127.0.0.1:{self.port}
@@ -681,22 +700,49 @@ http-chunked-input = true
 http-auto-chunked = true
 chunked-input-limit = 67108864
 chunked-input-timeout = 300
+py-sys-executable = {self.venv.python}
 """)
 
+    @property
+    def paste_flavor(self) -> str:
+        return f"{_PASTE_FLAVOR}+cachemanagement" if self.image_cache else _PASTE_FLAVOR
+
     def _write_paste_ini(self) -> None:
-        """glance's paste file plus one pipeline with our fixed-identity context filter."""
+        """glance's paste file plus our pipelines: its ``default`` and (``image_cache``) its
+        ``cachemanagement`` one, each with our fixed-identity context filter."""
         paste = (self.venv.venv_dir / "etc" / "glance" / "glance-api-paste.ini").read_text()
-        anchor = re.search(r"^\[composite:api\]\n(?:[^\[\n].*\n)*?default = (.*)\n", paste, re.M)
-        if not anchor or "unauthenticated-context" not in anchor.group(1):
-            raise RuntimeError("unexpected glance-api-paste.ini: no [composite:api] default")
-        ours = anchor.group(1).replace("unauthenticated-context", "datera-noauth-context")
+        section = re.search(r"^\[composite:api\]\n((?:[^\[\n].*\n)*)", paste, re.M)
+        found = (
+            re.findall(r"^(default|cachemanagement) = (.*)$", section.group(1), re.M)
+            if section
+            else []
+        )
+        pipelines: dict[str, str] = dict(found)
+        if (
+            section is None
+            or len(pipelines) != 2
+            or any("unauthenticated-context" not in p for p in pipelines.values())
+        ):
+            raise RuntimeError("unexpected glance-api-paste.ini: no [composite:api] pipelines")
+        ours = {
+            _PASTE_FLAVOR: pipelines["default"],
+            f"{_PASTE_FLAVOR}+cachemanagement": pipelines["cachemanagement"],
+        }
+        lines = "".join(
+            f"{flavor} = {pipeline.replace('unauthenticated-context', 'datera-noauth-context')}\n"
+            for flavor, pipeline in ours.items()
+        )
+        composites = "".join(
+            f"\n[composite:glance-api-{flavor}]\n"
+            "paste.composite_factory = glance.api:root_app_factory\n"
+            "/: api\n/healthcheck: healthcheck\n"
+            for flavor in ours
+        )
         paste = (
-            paste[: anchor.end()]
-            + f"{_PASTE_FLAVOR} = {ours}\n"
-            + paste[anchor.end() :]
-            + f"\n[composite:glance-api-{_PASTE_FLAVOR}]\n"
-            + "paste.composite_factory = glance.api:root_app_factory\n"
-            + "/: api\n/healthcheck: healthcheck\n"
+            paste[: section.end()]
+            + lines
+            + paste[section.end() :]
+            + composites
             + "\n[filter:datera-noauth-context]\n"
             + "paste.filter_factory = datera_glance.demo.noauth:filter_factory\n"
         )
@@ -797,14 +843,15 @@ class SimulatorProcess:
         *,
         media: str,
         username: str = "admin",
-        password: str = "password",
+        password: str | None = None,
         capacity: str | None = None,
         python: str = sys.executable,
     ) -> None:
         self.data_dir = data_dir
         self.media = media
         self.username = username
-        self.password = password
+        # Random unless given; the child reads it from its environment, never its argv.
+        self.password = password or generate_password()
         self.capacity = capacity
         self.python = python
         self.host = "127.0.0.1"
@@ -820,13 +867,13 @@ class SimulatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "datera_glance.cli", "simulator", "--host", self.host,
                "--port", str(free_port()), "--media", self.media,
-               "--data-dir", str(self.data_dir), "--user", self.username,
-               "--password", self.password]  # fmt: skip
+               "--data-dir", str(self.data_dir), "--user", self.username]  # fmt: skip
         if self.capacity:
             cmd += ["--capacity", self.capacity]
         log = self.log_file.open("a")
         self._proc = subprocess.Popen(
             cmd,
+            env={**os.environ, PASSWORD_ENV: self.password},
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -849,9 +896,7 @@ class SimulatorProcess:
 
     def state(self) -> dict[str, Any]:
         """``GET /_sim/state``: app instances, loop devices, initiators, capacity."""
-        with urllib.request.urlopen(f"{self.url}/_sim/state", timeout=10) as resp:
-            state: dict[str, Any] = json.load(resp)
-            return state
+        return SimControl.for_data_dir(self.url, self.data_dir).state()
 
     def stop(self, timeout: float = 30.0) -> None:
         proc, self._proc = self._proc, None

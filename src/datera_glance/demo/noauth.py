@@ -2,11 +2,16 @@
 
 glance's own ``unauthenticated-context`` leaves the project empty, and glance then cannot create
 the task behind an interoperable import (``tasks.owner`` is NOT NULL), so the harness puts this
-filter in its place. Loaded by glance-api only; glance is imported when the filter is built.
+filter in its place. Like glance's keystone context, it takes the ``X-Auth-Token``,
+``X-Roles`` (added to admin, member and reader: ``service`` for the new locations API) and
+``X-Service-Catalog`` (JSON) headers: glance-download finds the other region's glance in the
+catalog and sends it the token. Loaded by glance-api only; glance is imported when the filter is
+built.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +26,15 @@ def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[[
 
     class FixedIdentityContextMiddleware(UnauthenticatedContextMiddleware):
         def process_request(self, req: Any) -> None:
+            catalog = req.headers.get("X-Service-Catalog")
+            extra_roles = [r.strip() for r in req.headers.get("X-Roles", "").split(",")]
             req.context = glance.context.RequestContext(
                 user_id=user_id,
                 project_id=project_id,
-                roles=["admin", "member", "reader"],
+                roles=["admin", "member", "reader", *filter(None, extra_roles)],
                 is_admin=True,
+                auth_token=req.headers.get("X-Auth-Token"),
+                service_catalog=json.loads(catalog) if catalog else None,
             )
 
     factory: Callable[[Any], Any] = FixedIdentityContextMiddleware.factory(global_conf)

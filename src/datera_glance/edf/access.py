@@ -7,7 +7,7 @@ the client's ``ApiSession`` and knows nothing of app instance life cycles or HTT
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from datera_glance.edf import errors, models
@@ -19,8 +19,8 @@ __all__ = ["AccessControl"]
 LOG = logging.getLogger(__name__)
 
 
-def _paths(refs: Iterable[Any]) -> list[str]:
-    return [str(r["path"]) if isinstance(r, Mapping) else str(r) for r in refs]
+def _acl(data: Any) -> models.AclPolicy:
+    return models.AclPolicy.from_json(data or {})
 
 
 class AccessControl:
@@ -33,7 +33,7 @@ class AccessControl:
     def get_initiator(self, iqn: str) -> models.Initiator | None:
         """The initiator as seen from the tenant (on v2.2 possibly a parent's), or None."""
         try:
-            return models.Initiator.from_json(self._api.request("GET", initiator_route(iqn)))
+            return self._api.call("GET", initiator_route(iqn), models.Initiator.from_json)
         except errors.NotFound:
             return None
 
@@ -58,6 +58,7 @@ class AccessControl:
 
         try:
             data = self._api.request("POST", INITIATORS, body, on_retried_conflict=existing)
+            return self._api.parsed("POST", INITIATORS, models.Initiator.from_json, data)
         except errors.Conflict:
             again = self.get_initiator(iqn)
             if again is None:
@@ -68,25 +69,24 @@ class AccessControl:
                 raise
             body["force"] = True  # the server wants the tenant warning overridden
             data = self._api.request("POST", INITIATORS, body, on_retried_conflict=existing)
-        return models.Initiator.from_json(data)
+        return self._api.parsed("POST", INITIATORS, models.Initiator.from_json, data)
 
     def get_acl(self, ai: AiRef, *, si: str = "storage-1") -> list[str]:
         """Initiator paths in the storage instance's ACL."""
-        data = self._api.request("GET", acl_route(ai, si)) or {}
-        return _paths(data.get("initiators") or ())
+        return list(self._api.call("GET", acl_route(ai, si), _acl).initiators)
 
     def _modify_acl(self, ai: AiRef, si: str, change: Callable[[list[str]], list[str]]) -> None:
         # The fallback for clusters without the member operation. EDF has no conditional
         # update, so a concurrent change can be lost; PUT the full lists so groups are kept.
         route = acl_route(ai, si)
-        data = self._api.request("GET", route) or {}
-        initiators = _paths(data.get("initiators") or ())
+        acl = self._api.call("GET", route, _acl)
+        initiators = list(acl.initiators)
         wanted = change(list(initiators))
         if wanted == initiators:
             return
         body = {
             "initiators": [{"path": p} for p in wanted],
-            "initiator_groups": [{"path": p} for p in _paths(data.get("initiator_groups") or ())],
+            "initiator_groups": [{"path": p} for p in acl.groups],
         }
         self._api.request("PUT", route, body)
 

@@ -20,7 +20,7 @@ import requests
 
 from datera_glance.edf import errors, models, product
 from datera_glance.edf.access import AccessControl
-from datera_glance.edf.config import ClientConfig
+from datera_glance.edf.config import HTTPS_PORT, ClientConfig
 from datera_glance.edf.retry import RetryPolicy
 from datera_glance.edf.routes import (
     APP_INSTANCES,
@@ -34,7 +34,7 @@ from datera_glance.edf.routes import (
 from datera_glance.edf.session import DEFAULT_PAGE_SIZE, ApiSession
 from datera_glance.edf.transport import HttpSession, RequestHook, Route, Transport
 
-__all__ = ["EdfClient"]
+__all__ = ["EdfClient", "transport_warning"]
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +45,24 @@ ECOSYSTEM_DATA_SINCE = (3, 3)
 # Characters that mean something in an RQL match() regex. Not '-': names use it and an
 # escaped '-' is an error in some regex dialects.
 _REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
+
+
+def transport_warning(config: ClientConfig) -> str:
+    """What an operator must know about how the credentials travel, or "" when they are safe:
+    plain HTTP sends the password (at login) and the session key (every call) in clear text;
+    TLS without verification lets anyone on the path pose as the cluster."""
+    if not config.use_ssl:
+        return (
+            "plain HTTP: the password and the session key travel in clear text "
+            f"(port {config.port}{', ssl off' if config.ssl is False else ''}); "
+            f"use HTTPS (port {HTTPS_PORT})"
+        )
+    if not config.ssl_verify:
+        return (
+            "TLS certificate verification is OFF (ssl_verify=False): the connection can be "
+            "intercepted and the password read"
+        )
+    return ""
 
 
 def _regex_escape(text: str) -> str:
@@ -101,12 +119,9 @@ class EdfClient(AccessControl):
         self._sleep = sleep
         self._clock = clock
         self._system: models.System | None = None
-        if config.use_ssl and not config.ssl_verify:
-            LOG.warning(
-                "TLS certificate verification is OFF for EDF %s (ssl_verify=False): "
-                "the connection can be intercepted",
-                config.base_url,
-            )
+        warning = transport_warning(config)
+        if warning:
+            LOG.warning("EDF %s: %s", config.base_url, warning)
 
     def __repr__(self) -> str:
         return f"EdfClient({self.config.base_url}, tenant={self.config.tenant!r})"
@@ -132,7 +147,7 @@ class EdfClient(AccessControl):
 
     def system(self) -> models.System:
         """``GET /system`` (also refreshes the cached product version; the first one logs it)."""
-        system = models.System.from_json(self._api.request("GET", SYSTEM))
+        system = self._api.call("GET", SYSTEM, models.System.from_json)
         if self._system is None:
             _log_product(system)
         self._system = system
@@ -173,11 +188,14 @@ class EdfClient(AccessControl):
         size_gib: int,
         replica_count: int = 3,
         placement_mode: str = "hybrid",
+        descr: str | None = None,
     ) -> models.AppInstance:
-        """Create an app instance with one SI ``storage-1`` holding one volume ``volume-1``."""
+        """Create an app instance with one SI ``storage-1`` holding one volume ``volume-1``;
+        ``descr`` (EDF: 3-128 letters, digits, spaces, ``_``, ``-``, ``.``) is set in the same
+        request."""
         if size_gib < 1:
             raise ValueError(f"size_gib must be at least 1, not {size_gib}")
-        body = {
+        body: dict[str, Any] = {
             "name": name,
             "uuid": uuid,
             "create_mode": "openstack",
@@ -197,17 +215,22 @@ class EdfClient(AccessControl):
                 }
             ],
         }
+        if descr is not None:
+            body["descr"] = descr
 
         def ours() -> dict[str, Any] | None:
             found = self._find_raw(name)
-            return found if found is not None and found.get("uuid") == uuid else None
+            if found is None or found.get("uuid") != uuid:
+                return None
+            return found if descr is None or found.get("descr") == descr else None
 
-        data = self._api.request("POST", APP_INSTANCES, body, on_retried_conflict=ours)
-        return models.AppInstance.from_json(data)
+        return self._api.call(
+            "POST", APP_INSTANCES, models.AppInstance.from_json, body, on_retried_conflict=ours
+        )
 
     def get_app_instance(self, ai: AiRef) -> models.AppInstance:
         """Get an app instance by id or name; :class:`errors.NotFound` if absent."""
-        return models.AppInstance.from_json(self._api.request("GET", ai_route(ai)))
+        return self._api.call("GET", ai_route(ai), models.AppInstance.from_json)
 
     def _find_raw(self, name: str) -> dict[str, Any] | None:
         for item in self._api.list_collection(APP_INSTANCES, {"filter": f"name={name}"}):
@@ -218,7 +241,9 @@ class EdfClient(AccessControl):
     def find_app_instance(self, name: str) -> models.AppInstance | None:
         """The app instance with exactly this name in the tenant, or None."""
         found = self._find_raw(name)
-        return models.AppInstance.from_json(found) if found is not None else None
+        if found is None:
+            return None
+        return self._api.parsed("GET", APP_INSTANCES, models.AppInstance.from_json, found)
 
     def lookup_app_instance(self, name: str) -> models.AppInstance | None:
         """The app instance named ``name`` in the tenant, or None, by one GET.
@@ -231,7 +256,7 @@ class EdfClient(AccessControl):
         the tenant. A cluster that refuses the name as an id (400/422) is asked by listing.
         """
         try:
-            found = models.AppInstance.from_json(self._api.request("GET", ai_route(name)))
+            found = self._api.call("GET", ai_route(name), models.AppInstance.from_json)
         except errors.NotFound:
             return None
         except errors.InvalidRequest:
@@ -246,23 +271,22 @@ class EdfClient(AccessControl):
             params["filter"] = f"match(name,^{_regex_escape(name_prefix)}.*)"
         items = self._api.list_collection(APP_INSTANCES, params)
         return [
-            models.AppInstance.from_json(item)
+            self._api.parsed("GET", APP_INSTANCES, models.AppInstance.from_json, item)
             for item in items
             if not name_prefix or str(item.get("name", "")).startswith(name_prefix)
         ]
 
     def set_online(self, ai: AiRef) -> models.AppInstance:
         """Set ``admin_state`` online: the target (and the simulator's device) appears."""
-        data = self._api.request("PUT", ai_route(ai), {"admin_state": "online"})
-        return models.AppInstance.from_json(data)
+        body = {"admin_state": "online"}
+        return self._api.call("PUT", ai_route(ai), models.AppInstance.from_json, body)
 
     def set_offline(self, ai: AiRef, *, force: bool = True) -> models.AppInstance:
         """Set ``admin_state`` offline; ``force`` overrides EDF's warnings (active sessions)."""
         body: dict[str, Any] = {"admin_state": "offline"}
         if force:
             body["force"] = True
-        data = self._api.request("PUT", ai_route(ai), body)
-        return models.AppInstance.from_json(data)
+        return self._api.call("PUT", ai_route(ai), models.AppInstance.from_json, body)
 
     def delete_app_instance(self, ai: AiRef, *, force: bool = True) -> None:
         """Delete an app instance; :class:`errors.NotFound` if it is not there."""
@@ -270,15 +294,14 @@ class EdfClient(AccessControl):
 
     def get_storage_instance(self, ai: AiRef, si: str = "storage-1") -> models.StorageInstance:
         """One storage instance: access (IQN, portals), ACL, auth type, volumes."""
-        data = self._api.request("GET", si_route(ai, si))
-        return models.StorageInstance.from_json(data)
+        return self._api.call("GET", si_route(ai, si), models.StorageInstance.from_json)
 
     def resize_volume(
         self, ai: AiRef, size_gib: int, *, si: str = "storage-1", volume: str = "volume-1"
     ) -> models.Volume:
         """Set the volume's size in GiB (EDF resizes only offline app instances)."""
         route = ai_route(ai, "/storage_instances/:si/volumes/:volume", si=si, volume=volume)
-        return models.Volume.from_json(self._api.request("PUT", route, {"size": int(size_gib)}))
+        return self._api.call("PUT", route, models.Volume.from_json, {"size": int(size_gib)})
 
     def wait_available(
         self, ai: AiRef, *, si: str = "storage-1", timeout: float = 60.0
@@ -317,18 +340,21 @@ class EdfClient(AccessControl):
         return ai_route(ai, "/" + leaf), ecosystem
 
     @staticmethod
-    def _metadata_dict(data: Any, ecosystem: bool) -> dict[str, Any]:
-        if ecosystem and isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
-            data = data["data"]  # int_ecosystem_data entities hold the dict in "data"
-        return dict(data or {})
+    def _metadata_parser(ecosystem: bool) -> Callable[[Any], dict[str, Any]]:
+        def parse(data: Any) -> dict[str, Any]:
+            if ecosystem and isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+                data = data["data"]  # int_ecosystem_data entities hold the dict in "data"
+            return dict(models.entity(data or {}, "metadata"))
+
+        return parse
 
     def get_metadata(self, ai: AiRef) -> dict[str, Any]:
         """The app instance's metadata (``int_ecosystem_data`` on product >= 3.3)."""
         route, ecosystem = self._metadata_route(ai)
-        return self._metadata_dict(self._api.request("GET", route), ecosystem)
+        return self._api.call("GET", route, self._metadata_parser(ecosystem))
 
     def put_metadata(self, ai: AiRef, data: dict[str, Any]) -> dict[str, Any]:
         """Set metadata keys; returns the metadata as stored."""
         route, ecosystem = self._metadata_route(ai)
         body = {"data": data} if ecosystem else data
-        return self._metadata_dict(self._api.request("PUT", route, body), ecosystem)
+        return self._api.call("PUT", route, self._metadata_parser(ecosystem), body)

@@ -6,21 +6,39 @@ tenant path; the Store and the client both use it. It knows nothing of HTTP.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from dataclasses import dataclass, field
 
 __all__ = [
     "API_VERSIONS",
     "HTTPS_PORT",
     "HTTP_PORT",
+    "SYSTEM_CA",
     "TENANT_NAME_RULE",
     "ClientConfig",
     "normalize_tenant",
+    "system_ca_bundle",
 ]
 
 HTTP_PORT = 7717
 HTTPS_PORT = 7718
 API_VERSIONS = ("2.2", "2.1")  # "auto" tries them in this order
+#: ``ca_file`` meaning the operating system's trusted CAs. Without a ``ca_file`` requests
+#: verifies against its own bundle (certifi's, or ``REQUESTS_CA_BUNDLE``), not the system's.
+SYSTEM_CA = "system"
+
+
+def system_ca_bundle() -> str | None:
+    """The operating system's CA bundle as OpenSSL finds it (a file, else a hashed
+    directory, e.g. ``/etc/ssl/certs``), or None when this host has none."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.capath):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
 
 # A tenant path segment, from EDF's v2.1 schema (POST /tenants "name", and the
 # /tenants/:tenant_path route): a name of letters, digits, '_', '-', '.' that starts with a
@@ -68,7 +86,7 @@ class ClientConfig:
     api_version: str = "auto"  # "auto" | "2.2" | "2.1"
     ssl: bool | None = None  # None: https unless port == 7717
     ssl_verify: bool = True
-    ca_file: str | None = None
+    ca_file: str | None = None  # a PEM bundle, or SYSTEM_CA
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry_deadline: float = 120.0  # total time for retries of one call
@@ -100,7 +118,10 @@ class ClientConfig:
 
     @property
     def verify(self) -> bool | str:
-        """``requests``' ``verify``: the CA file when one is given, else ``ssl_verify``."""
+        """``requests``' ``verify``: the CA file when one is given (``SYSTEM_CA``: the system's
+        bundle), else ``ssl_verify`` (True: requests' own bundle)."""
+        if self.use_ssl and self.ssl_verify and self.ca_file == SYSTEM_CA:
+            return system_ca_bundle() or self.ssl_verify
         if self.use_ssl and self.ssl_verify and self.ca_file:
             return self.ca_file
         return self.ssl_verify

@@ -18,10 +18,12 @@ __all__ = [
     "InsufficientCapacity",
     "InternalError",
     "InvalidRequest",
+    "Malformed",
     "NotFound",
     "PermissionDenied",
     "ServiceUnavailable",
     "Timeout",
+    "UnexpectedResponse",
     "ValidationFailed",
     "error_class",
     "from_response",
@@ -105,6 +107,24 @@ class ConnectionFailed(EdfError):
 
 class Timeout(EdfError):
     """A client-side deadline passed (e.g. waiting for a storage instance to be available)."""
+
+
+class UnexpectedResponse(EdfError):
+    """An answer EDF does not give: a body over the size limit, a field of the wrong type, a
+    body that is not the object the call returns, a status outside 2xx and the error codes
+    (a redirect). Not retried; the message names the call and the field."""
+
+
+class Malformed(ValueError):
+    """One field of an answer does not fit EDF's schema. Raised by the models; the session
+    turns it into ``UnexpectedResponse`` naming the call."""
+
+    def __init__(self, field: str, expected: str, value: Any) -> None:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"{field} should be {expected}, not {type(value).__name__} {shown}")
+        self.field = field
 
 
 # The one table. Status decides first; the EDF name decides for statuses not listed here.

@@ -1,7 +1,10 @@
 """Typed results of the EDF client: small frozen dataclasses parsed from EDF JSON entities.
 
 The Store and the attach code read these, never raw dicts. ``from_json`` accepts the v2.1 and
-v2.2 entity shapes (references as ``{"path": ...}`` objects, collections as arrays).
+v2.2 entity shapes (references as ``{"path": ...}`` objects, collections as arrays) and
+nothing else: a field of another type is ``errors.Malformed`` naming it (``where`` is the
+entity's place in the answer, e.g. ``app_instance.storage_instances[0]``), which the session
+turns into ``UnexpectedResponse`` naming the call.
 """
 
 from __future__ import annotations
@@ -10,26 +13,68 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AppInstance", "Initiator", "StorageInstance", "System", "Volume"]
+from datera_glance.edf.errors import Malformed
+
+__all__ = ["AclPolicy", "AppInstance", "Initiator", "StorageInstance", "System", "Volume", "entity"]
 
 
-def _str(obj: Mapping[str, Any], key: str) -> str:
+def entity(obj: Any, where: str) -> Mapping[str, Any]:
+    """``obj`` if it is a JSON object; ``Malformed`` naming ``where`` otherwise."""
+    if not isinstance(obj, Mapping):
+        raise Malformed(where, "an object", obj)
+    return obj
+
+
+def _part(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """A nested object that may be absent (``{}`` then)."""
     value = obj.get(key)
-    return "" if value is None else str(value)
+    return {} if value is None else entity(value, f"{where}.{key}")
 
 
-def _int(obj: Mapping[str, Any], key: str) -> int:
+def _items(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """A JSON array that may be absent (``[]`` then)."""
     value = obj.get(key)
-    if value is None or value == "":
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(f"{where}.{key}", "an array", value)
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise Malformed(f"{where}.{key}" if where else key, "a string", value)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str = "") -> int:
+    """An integer field (EDF's schema types sizes and capacities as integers)."""
+    value = obj.get(key)
+    if value is None:
         return 0
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise Malformed(f"{where}.{key}" if where else key, "a non-negative integer", value)
 
 
-def _ref_path(ref: Any) -> str:
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise Malformed(where, "a string", value)
+
+
+def _ref_path(ref: Any, where: str) -> str:
     # v2.1+ references are {"path": ...}; pre-2.1 ("v2") used plain strings.
     if isinstance(ref, Mapping):
-        return _str(ref, "path")
-    return str(ref)
+        return _str(ref, "path", where)
+    if isinstance(ref, str):
+        return ref
+    raise Malformed(where, "a reference", ref)
 
 
 @dataclass(frozen=True)
@@ -43,13 +88,14 @@ class System:
     available_capacity: int
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> System:
+    def from_json(cls, obj: Any, where: str = "system") -> System:
+        obj = entity(obj, where)
         return cls(
-            name=_str(obj, "name"),
-            uuid=_str(obj, "uuid"),
-            sw_version=_str(obj, "sw_version"),
-            total_capacity=_int(obj, "total_capacity"),
-            available_capacity=_int(obj, "available_capacity"),
+            name=_str(obj, "name", where),
+            uuid=_str(obj, "uuid", where),
+            sw_version=_str(obj, "sw_version", where),
+            total_capacity=_int(obj, "total_capacity", where),
+            available_capacity=_int(obj, "available_capacity", where),
         )
 
     @property
@@ -74,12 +120,13 @@ class Initiator:
     tenant: str
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Initiator:
+    def from_json(cls, obj: Any, where: str = "initiator") -> Initiator:
+        obj = entity(obj, where)
         return cls(
-            id=_str(obj, "id"),
-            name=_str(obj, "name"),
-            path=_str(obj, "path"),
-            tenant=_str(obj, "tenant") or "/root",
+            id=_str(obj, "id", where),
+            name=_str(obj, "name", where),
+            path=_str(obj, "path", where),
+            tenant=_str(obj, "tenant", where) or "/root",
         )
 
 
@@ -94,13 +141,36 @@ class Volume:
     op_state: str
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Volume:
+    def from_json(cls, obj: Any, where: str = "volume") -> Volume:
+        obj = entity(obj, where)
         return cls(
-            name=_str(obj, "name"),
-            path=_str(obj, "path"),
-            uuid=_str(obj, "uuid"),
-            size_gib=_int(obj, "size"),
-            op_state=_str(obj, "op_state"),
+            name=_str(obj, "name", where),
+            path=_str(obj, "path", where),
+            uuid=_str(obj, "uuid", where),
+            size_gib=_int(obj, "size", where),
+            op_state=_str(obj, "op_state", where),
+        )
+
+
+@dataclass(frozen=True)
+class AclPolicy:
+    """A storage instance's ``acl_policy``: initiator and initiator group paths."""
+
+    initiators: tuple[str, ...]
+    groups: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "acl_policy") -> AclPolicy:
+        obj = entity(obj, where)
+        return cls(
+            initiators=tuple(
+                _ref_path(r, f"{where}.initiators[{i}]")
+                for i, r in enumerate(_items(obj, "initiators", where))
+            ),
+            groups=tuple(
+                _ref_path(r, f"{where}.initiator_groups[{i}]")
+                for i, r in enumerate(_items(obj, "initiator_groups", where))
+            ),
         )
 
 
@@ -121,23 +191,29 @@ class StorageInstance:
     chap_user: str = ""  # ``auth.target_user_name`` (the password is never shown)
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> StorageInstance:
-        access = obj.get("access") or {}
-        acl = obj.get("acl_policy") or {}
-        auth = obj.get("auth") or {}
-        device_path = access.get("device_path")
+    def from_json(cls, obj: Any, where: str = "storage_instance") -> StorageInstance:
+        obj = entity(obj, where)
+        access = _part(obj, "access", where)
+        auth = _part(obj, "auth", where)
+        at = (f"{where}.access", f"{where}.auth")
+        ips = _items(access, "ips", at[0])
         return cls(
-            name=_str(obj, "name"),
-            path=_str(obj, "path"),
-            admin_state=_str(obj, "admin_state"),
-            op_state=_str(obj, "op_state"),
-            iqn=_str(access, "iqn"),
-            ips=tuple(str(ip) for ip in access.get("ips") or ()),
-            device_path=str(device_path) if device_path else None,
-            acl_initiators=tuple(_ref_path(r) for r in acl.get("initiators") or ()),
-            volumes=tuple(Volume.from_json(v) for v in obj.get("volumes") or ()),
-            auth_type=_str(auth, "type") or "none",
-            chap_user=_str(auth, "target_user_name"),
+            name=_str(obj, "name", where),
+            path=_str(obj, "path", where),
+            admin_state=_str(obj, "admin_state", where),
+            op_state=_str(obj, "op_state", where),
+            iqn=_str(access, "iqn", at[0]),
+            ips=tuple(_text(ip, f"{at[0]}.ips[{i}]") for i, ip in enumerate(ips)),
+            device_path=_str(access, "device_path", at[0]) or None,
+            acl_initiators=AclPolicy.from_json(
+                obj.get("acl_policy") or {}, f"{where}.acl_policy"
+            ).initiators,
+            volumes=tuple(
+                Volume.from_json(v, f"{where}.volumes[{i}]")
+                for i, v in enumerate(_items(obj, "volumes", where))
+            ),
+            auth_type=_str(auth, "type", at[1]) or "none",
+            chap_user=_str(auth, "target_user_name", at[1]),
         )
 
     @property
@@ -159,19 +235,23 @@ class AppInstance:
     tenant: str
     admin_state: str
     storage_instances: tuple[StorageInstance, ...]
+    descr: str = ""  # set by whoever created it (datera_glance.ownership's marker)
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> AppInstance:
+    def from_json(cls, obj: Any, where: str = "app_instance") -> AppInstance:
+        obj = entity(obj, where)
         return cls(
-            id=_str(obj, "id"),
-            name=_str(obj, "name"),
-            uuid=_str(obj, "uuid"),
-            path=_str(obj, "path"),
-            tenant=_str(obj, "tenant") or "/root",
-            admin_state=_str(obj, "admin_state"),
+            id=_str(obj, "id", where),
+            name=_str(obj, "name", where),
+            uuid=_str(obj, "uuid", where),
+            path=_str(obj, "path", where),
+            tenant=_str(obj, "tenant", where) or "/root",
+            admin_state=_str(obj, "admin_state", where),
             storage_instances=tuple(
-                StorageInstance.from_json(si) for si in obj.get("storage_instances") or ()
+                StorageInstance.from_json(si, f"{where}.storage_instances[{i}]")
+                for i, si in enumerate(_items(obj, "storage_instances", where))
             ),
+            descr=_str(obj, "descr"),
         )
 
     @property

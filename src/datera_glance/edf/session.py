@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from datera_glance import __version__
 from datera_glance.edf import errors
@@ -26,6 +26,13 @@ DRIVER_HEADER = f"OpenStack-Glance-datera-glance/{__version__}"
 DEFAULT_PAGE_SIZE = 500  # v2.2 list page; the server allows up to 1000
 LOGIN = Route.to("login")
 LOGOUT = Route.to("logout")
+#: The most items a v2.2 listing pages through (200 pages of 500; the benchmarks' largest
+#: tenant holds 10,000). Some releases filter after paging (``total_count`` then counts the
+#: whole tenant and pages may be empty), so only the count says when a filtered listing
+#: ends: a ``total_count`` above this is not believed.
+MAX_LISTED = 100_000
+
+T = TypeVar("T")
 
 
 class ApiSession:
@@ -101,6 +108,7 @@ class ApiSession:
         path = f"/v{version}/login"
         data = json.dumps(body).encode()
         reply = self.transport.send("PUT", LOGIN, version, data=data, headers=self._headers())
+        self._check_status(reply, "PUT", path)
         if reply.status >= 400:
             err = self.transport.error(reply, "PUT", path)
             if isinstance(err, (errors.AuthError, errors.PermissionDenied)):
@@ -130,6 +138,46 @@ class ApiSession:
             if self._token == stale_token:  # else another thread already logged in again
                 self._token = None
             return self._ensure_login()
+
+    def unexpected(
+        self, method: str, path: str, problem: str, secrets: Iterable[str] = ()
+    ) -> errors.UnexpectedResponse:
+        """The error for an answer EDF does not give, logged here (once, at ERROR): glance
+        logs a driver's BackendException without its message."""
+        message = self.transport.scrub(f"unexpected answer: {problem}", self._secrets(secrets))
+        LOG.error("EDF %s %s: %s", method, path, message)
+        return errors.UnexpectedResponse(message, method=method, path=path)
+
+    def _check_status(self, reply: Reply, method: str, path: str) -> None:
+        """EDF answers 2xx or an error (4xx, 5xx); anything else (a redirect to a login page
+        of a proxy, 1xx) is not an answer to the call."""
+        if 200 <= reply.status < 300 or reply.status >= 400:
+            return
+        where = reply.headers.get("Location")
+        to = f" to {where}" if where else ""
+        raise self.unexpected(method, path, f"HTTP {reply.status}{to} instead of 2xx or an error")
+
+    def _path(self, route: Route) -> str:
+        return f"/v{self.api_version}/{route.path}"
+
+    def parsed(self, method: str, route: Route, parse: Callable[[Any], T], data: Any) -> T:
+        """``parse(data)``; a field that does not fit (``errors.Malformed``) is an
+        ``UnexpectedResponse`` naming the call and the field."""
+        try:
+            return parse(data)
+        except errors.Malformed as exc:
+            raise self.unexpected(method, self._path(route), str(exc)) from None
+
+    def call(
+        self,
+        method: str,
+        route: Route,
+        parse: Callable[[Any], T],
+        body: Any = None,
+        **options: Any,
+    ) -> T:
+        """``request`` and ``parse`` its data (``parsed``); ``options`` as for ``request``."""
+        return self.parsed(method, route, parse, self.request(method, route, body, **options))
 
     def _secrets(self, extra: Iterable[str] = ()) -> tuple[str, ...]:
         """What to scrub from an error besides the password: ``extra`` and the session key."""
@@ -181,6 +229,7 @@ class ApiSession:
             again = send(self._relogin(token))
             again.after_connection_error |= reply.after_connection_error
             reply = again
+        self._check_status(reply, method, f"/v{version}/{route.path}")
         return reply
 
     def request(
@@ -208,7 +257,7 @@ class ApiSession:
             if isinstance(reply.body, Mapping) and "data" in reply.body:
                 return reply.body["data"]
             return reply.body
-        path = f"/v{self.api_version}/{route.path}"
+        path = self._path(route)
         policy = self.transport.policy
         if reply.after_connection_error and policy.lost_response_success(method, reply.status):
             found = on_retried_conflict() if on_retried_conflict is not None else None
@@ -225,23 +274,30 @@ class ApiSession:
     def list_collection(
         self, route: Route, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """GET a collection, following v2.2 paging until every item is read."""
+        """GET a collection, following v2.2 paging until every item is read.
+
+        Bounded by what was asked and what came back: pages of ``page_size`` items are asked
+        at offsets the client counts itself, advancing by the server's ``limit`` only when it
+        is between 1 and what was asked; an unfiltered listing ends at its first short page
+        whatever ``total_count`` says; a filtered one ends at ``total_count`` (some releases
+        filter after paging, so its pages may be short or even empty). No listing reads past
+        ``MAX_LISTED`` items. A page of more items than asked, items that are not
+        objects or a ``metadata`` that is not one are an ``UnexpectedResponse``.
+        """
         params = dict(params or {})
         if self.api_version == "2.1":
-            whole = self._collection_page(route, params)
-            listed = list(whole.get("data") or [])
-            count = (whole.get("metadata") or {}).get("total")
+            listed, meta = self._page(route, params)
+            count = meta.get("total")
             if isinstance(count, int) and count > len(listed):
                 LOG.warning("EDF v2.1 listed %d of %d items of %s", len(listed), count, route.path)
             return listed
+        filtered = "filter" in params
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         offset = 0
         while True:
-            page_params = {**params, "offset": offset, "limit": self._page_size}
-            reply = self._collection_page(route, page_params)
-            page = list(reply.get("data") or [])
-            meta = reply.get("metadata") or {}
+            page, meta = self._page(route, {**params, "offset": offset, "limit": self._page_size})
+            step = self._step(route, meta, len(page))
             new = 0
             for item in page:
                 key = str(item.get("path") or item.get("id") or id(item))
@@ -249,20 +305,60 @@ class ApiSession:
                     seen.add(key)
                     items.append(item)
                     new += 1
-            limit = int(meta.get("limit") or self._page_size)
-            total = meta.get("total_count")
-            # Advance by the page size, not by what came back: on some releases the filter
-            # is applied after paging, so a page can hold fewer (even zero) matching items.
-            offset = int(meta.get("offset", offset)) + limit
-            if isinstance(total, int):
-                if offset >= total:
-                    break
-            elif len(page) < limit:
+            offset += step
+            total = self._total(route, meta, filtered)
+            if (total is not None and offset >= total) or (
+                len(page) < step and (total is None or not filtered)
+            ):
                 break
             if page and not new:  # the server ignores offset: stop rather than loop forever
                 LOG.warning("EDF ignored offset while listing %s; stopping", route.path)
                 break
+            if offset >= MAX_LISTED:
+                path = self._path(route)
+                raise self.unexpected("GET", path, f"more than {MAX_LISTED} items")
         return items
+
+    def _step(self, route: Route, meta: Mapping[str, Any], count: int) -> int:
+        """How far the next page starts: the server's ``limit`` if it is between 1 and what
+        was asked (a server may cap it), else what was asked."""
+        limit = meta.get("limit")
+        step = self._page_size
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < step:
+            step = limit
+        if count > step:
+            problem = f"data holds {count} items where {step} were asked"
+            raise self.unexpected("GET", self._path(route), problem)
+        return step
+
+    def _total(self, route: Route, meta: Mapping[str, Any], filtered: bool) -> int | None:
+        total = meta.get("total_count")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            return None
+        if filtered and total > MAX_LISTED:
+            problem = f"metadata.total_count {total} is over the {MAX_LISTED} a listing reads"
+            raise self.unexpected("GET", self._path(route), problem)
+        return total
+
+    def _page(
+        self, route: Route, params: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], Mapping[str, Any]]:
+        """One page: its items (each an object) and its ``metadata`` (an object)."""
+        body = self._collection_page(route, params)
+        data, meta = body.get("data"), body.get("metadata")
+        path = self._path(route)
+        if data is not None and not isinstance(data, list):
+            raise self.unexpected(
+                "GET", path, f"data should be an array, not {type(data).__name__}"
+            )
+        if meta is not None and not isinstance(meta, Mapping):
+            problem = f"metadata should be an object, not {type(meta).__name__} {meta!r:.40}"
+            raise self.unexpected("GET", path, problem)
+        for i, item in enumerate(data or ()):
+            if not isinstance(item, dict):
+                problem = f"data[{i}] should be an object, not {type(item).__name__}"
+                raise self.unexpected("GET", path, problem)
+        return list(data or ()), meta or {}
 
     def _collection_page(self, route: Route, params: Mapping[str, Any]) -> dict[str, Any]:
         """One page of a collection, with its envelope (``data`` and ``metadata``)."""

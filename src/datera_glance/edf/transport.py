@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import functools
+import html
 import json
 import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +29,7 @@ from datera_glance.edf.config import ClientConfig
 from datera_glance.edf.retry import RetryPolicy
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "HttpSession",
     "Reply",
     "RequestCounter",
@@ -37,6 +41,13 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
+
+#: The largest answer read from the cluster. EDF's largest answer is a page of app instances:
+#: at most 1000 (the server's largest ``limit``; the client asks 500) of about 2.3 KB each in
+#: the v2.1 captures (one storage instance, one volume), 23 MB with 64 ACL entries and 64
+#: snapshots each (tests/unit/test_edf_hostile.py measures it).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_READ_PIECE = 64 * 1024  # read1's largest piece: at most one socket read each
 
 _PLACEHOLDER = re.compile(r":(\w+)")
 
@@ -55,6 +66,7 @@ class HttpSession(Protocol):
         timeout: Any = ...,
         verify: Any = ...,
         allow_redirects: bool = ...,
+        stream: bool = ...,
     ) -> Any: ...
 
     def close(self) -> None: ...
@@ -139,14 +151,69 @@ def retry_after(headers: Mapping[str, str], now_wall: float) -> float | None:
     return max(0.0, when.timestamp() - now_wall)
 
 
-def _decode(resp: Any) -> Any:
-    content = resp.content or b""
+# How a secret can come back in an answer or an exception: the client sends it in a JSON body
+# (ASCII escapes), a server or proxy may echo it as JSON, as Python's repr (EDF's ``errors``
+# lists are printed with str()), URL-encoded or HTML-escaped, and an echo of an echo twice so.
+_ENCODINGS: tuple[Callable[[str], str], ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: urllib.parse.quote(text, safe=""),
+    lambda text: urllib.parse.quote_plus(text, safe=""),
+    html.escape,
+)
+
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` and every encoding of it (and of those) above, longest first."""
+    forms = {secret}
+    for encode in _ENCODINGS:
+        once = encode(secret)
+        forms.add(once)
+        forms.update(again(once) for again in _ENCODINGS)
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _decode(content: bytes) -> Any:
     if not content:
         return None
     try:
         return json.loads(content)
     except ValueError:
         return content.decode("utf-8", "replace")
+
+
+class _TooLarge(Exception):
+    """An answer over ``max_body`` bytes (declared or read)."""
+
+
+class SlowAnswer(requests.exceptions.ReadTimeout):
+    """An answer not complete within its budget: retried like a read time-out."""
+
+
+def _read_body(resp: Any, max_body: int, answer_by: float, clock: Callable[[], float]) -> bytes:
+    """The whole body of a streamed response, at most ``max_body`` bytes, by ``answer_by``.
+
+    ``raw.read1`` returns what one socket read brings (``read`` would wait for a whole
+    piece), so the clock is looked at after every read of a dripping server; a read itself
+    waits at most the read time-out.
+    """
+    declared = resp.headers.get("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > max_body:
+        raise _TooLarge(f"Content-Length {int(declared)}")
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        if clock() > answer_by:
+            raise SlowAnswer(f"{size} bytes by then")
+        piece = resp.raw.read1(_READ_PIECE, decode_content=True)
+        if not piece:
+            return b"".join(pieces)
+        size += len(piece)
+        if size > max_body:
+            raise _TooLarge(f"more than {size - len(piece)} bytes")
+        pieces.append(piece)
 
 
 Outcome = Reply | requests.exceptions.RequestException
@@ -166,9 +233,10 @@ class Transport:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_request: RequestHook | None = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         """``secrets``: what to scrub from every message (the password); each call adds its
-        own (the session key, a CHAP password)."""
+        own (the session key, a CHAP password). ``max_body``: the largest answer read."""
         self.config = config
         self.policy = policy
         self._session = session
@@ -177,6 +245,12 @@ class Transport:
         self._clock = clock
         self._wall_clock = wall_clock  # only for Retry-After given as an HTTP date
         self._on_request = on_request
+        self._max_body = max_body
+
+    @property
+    def answer_budget(self) -> float:
+        """Seconds one attempt may take from sending to the answer's last byte."""
+        return self.config.connect_timeout + self.config.read_timeout
 
     def send(
         self,
@@ -194,6 +268,7 @@ class Transport:
 
         :raises errors.ServiceUnavailable: still a retryable status at the deadline.
         :raises errors.ConnectionFailed: no response by the deadline, or a TLS failure.
+        :raises errors.UnexpectedResponse: an answer over the size limit (not retried).
         """
         path = f"/v{version}/{route.path}"
         deadline = self._clock() + (self.policy.deadline if retry else 0.0)
@@ -237,7 +312,11 @@ class Transport:
         data: bytes | None,
         params: Mapping[str, Any] | None,
     ) -> Outcome:
-        """One HTTP request: its reply, or the connection error that stood for one."""
+        """One HTTP request: its reply, or the connection error that stood for one.
+
+        The answer is streamed: at most ``max_body`` bytes, complete within
+        ``answer_budget`` seconds (a server dripping bytes is a read time-out).
+        """
         started = self._clock()
         status: int | None = None
         try:
@@ -250,16 +329,33 @@ class Transport:
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
                 verify=self.config.verify,
                 allow_redirects=False,
+                stream=True,
             )
+            try:
+                body = _read_body(resp, self._max_body, started + self.answer_budget, self._clock)
+            finally:
+                resp.close()
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             elapsed = self._clock() - started
+            if isinstance(exc, SlowAnswer):
+                exc = SlowAnswer(f"answer not complete within {self.answer_budget:g}s ({exc})")
             LOG.debug("%s %s -> %s after %.3fs", method, path, type(exc).__name__, elapsed)
             return exc
+        except _TooLarge as exc:
+            status = int(resp.status_code)
+            message = (
+                f"the cluster's answer is over the {self._max_body} byte limit ({exc}); "
+                "EDF's largest answers are far smaller"
+            )
+            LOG.error("EDF %s %s -> %d: %s", method, path, status, message)
+            raise errors.UnexpectedResponse(
+                message, status=status, method=method, path=path
+            ) from None
         else:
             status = int(resp.status_code)
             elapsed = self._clock() - started
             LOG.debug("%s %s -> %d in %.3fs", method, path, status, elapsed)
-            return Reply(status, _decode(resp), resp.headers)
+            return Reply(status, _decode(body), resp.headers)
         finally:
             if self._on_request is not None:
                 self._on_request(
@@ -295,10 +391,12 @@ class Transport:
         )
 
     def scrub(self, text: str, secrets: Iterable[str] = ()) -> str:
-        """``text`` without the password, session key or ``secrets`` (server echoes too)."""
+        """``text`` without the password, session key or ``secrets``, in any encoding the
+        transport or an echoing server produces (``secret_forms``)."""
         for secret in (*self._secrets, *secrets):
             if secret:
-                text = text.replace(secret, "***")
+                for form in secret_forms(secret):
+                    text = text.replace(form, "***")
         return str(strutils.mask_password(text))
 
     def error(

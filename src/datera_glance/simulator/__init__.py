@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from oslo_utils import units
 
-from datera_glance.simulator.facade import Simulator
+from datera_glance.simulator.facade import SimControl, SimControlError, Simulator
 from datera_glance.simulator.faults import Fault
 
 #: Kept for importers not yet on ``oslo_utils.units`` (use ``units.Gi``).
 GiB = units.Gi
 
-__all__ = ["Fault", "GiB", "Simulator"]
+__all__ = ["Fault", "GiB", "SimControl", "SimControlError", "Simulator"]

@@ -6,15 +6,23 @@ import argparse
 import logging
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from oslo_utils import units
 
 from datera_glance.simulator.facade import Simulator
 from datera_glance.simulator.media import MediaError
+from datera_glance.simulator.persistence import ensure_data_dir, write_file_atomic
+
+#: The login password, when no --password-file is given (never on the command line).
+PASSWORD_ENV = "DATERA_GLANCE_SIM_PASSWORD"  # noqa: S105 (a variable name)
+#: In the data directory: the password generated when none is given.
+PASSWORD_FILE = "password"  # noqa: S105 (a file name)
 
 _UNITS = {"": 1, "B": 1, "K": units.Ki, "M": units.Mi, "G": units.Gi, "T": units.Ti, "P": units.Pi}
 
@@ -66,7 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", required=True, help="state, volume files, tls/")
     parser.add_argument("--user", default="admin", help="login name (admin)")
-    parser.add_argument("--password", default="password", help="login password")
+    parser.add_argument(
+        "--password-file",
+        help=f"file whose first line is the login password; else ${PASSWORD_ENV}; else "
+        f"DATA_DIR/{PASSWORD_FILE}, generated (0600) when missing",
+    )
+    # Refused in run(): a password on the command line is in every local user's ps.
+    parser.add_argument("--password", help=argparse.SUPPRESS)
     parser.add_argument(
         "--capacity",
         type=parse_size,
@@ -100,7 +114,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
+def generate_password() -> str:
+    """A random login password EDF's schema accepts (a letter or ``_`` first, then letters,
+    digits, ``_``, ``-``, ``.``; 3 to 128 characters)."""
+    return "sim_" + secrets.token_urlsafe(24)
+
+
+class PasswordError(ValueError):
+    """The password file named on the command line cannot be used."""
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """The login password: ``--password-file``, else ``$DATERA_GLANCE_SIM_PASSWORD``, else
+    ``DATA_DIR/password`` (generated when missing; says so on stderr). Call it after
+    ``ensure_data_dir``: the generated one is written there."""
+    if args.password_file:
+        try:
+            lines = Path(args.password_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PasswordError(f"--password-file {args.password_file}: {exc}") from None
+        if not lines or not lines[0]:
+            raise PasswordError(f"--password-file {args.password_file}: its first line is empty")
+        return lines[0]
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ.pop(PASSWORD_ENV)  # not passed on to losetup
+    path = Path(args.data_dir) / PASSWORD_FILE
+    if path.exists():
+        lines = path.read_text().splitlines()
+        if lines and lines[0]:
+            print(f"simulator: login password from {path}", file=sys.stderr)
+            return lines[0]
+    password = generate_password()
+    write_file_atomic(path, password.encode() + b"\n", 0o600)
+    print(
+        f"simulator: no --password-file or ${PASSWORD_ENV}: generated a login password "
+        f"into {path} (mode 0600)",
+        file=sys.stderr,
+    )
+    return password
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.password is not None:
+        print(
+            "error: --password shows the password to every local user (ps); use "
+            f"--password-file FILE or the environment variable {PASSWORD_ENV}",
+            file=sys.stderr,
+        )
+        return 2
     if args.media == "loop" and os.geteuid() != 0:
         print("error: --media loop needs root (losetup); use --media file", file=sys.stderr)
         return 2
@@ -113,6 +174,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.verbose:
         logging.getLogger("datera_glance.simulator").setLevel(logging.INFO)
+    try:
+        ensure_data_dir(Path(args.data_dir))
+        password = read_password(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot start the simulator: {exc}", file=sys.stderr)
+        return 1
     sim = Simulator(
         args.data_dir,
         host=args.host,
@@ -120,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         tls=args.tls,
         media=args.media,
         username=args.user,
-        password=args.password,
+        password=password,
         capacity_bytes=args.capacity,
         api_versions=args.api_versions,
         sw_version=args.sw_version,

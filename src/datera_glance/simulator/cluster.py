@@ -9,6 +9,7 @@ calls ``handle`` from many threads at once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -18,17 +19,36 @@ from pathlib import Path
 
 from datera_glance.simulator import handlers, schema
 from datera_glance.simulator.iscsi import LioTargets
-from datera_glance.simulator.media import Media, MediaError
-from datera_glance.simulator.model import AppInstance, State, StorageInstance, Stored, Volume
+from datera_glance.simulator.media import Media, MediaError, make_private
+from datera_glance.simulator.model import (
+    AppInstance,
+    Snapshot,
+    State,
+    StorageInstance,
+    Stored,
+    Volume,
+)
 from datera_glance.simulator.persistence import StateFiles
 from datera_glance.simulator.render import Renderer, envelope
 from datera_glance.simulator.routing import API, ApiError, Request, Response
 from datera_glance.simulator.sessions import INVALID_SESSION, Sessions
 from datera_glance.simulator.work import Work
 
+LOG = logging.getLogger(__name__)
+
 _VERB = {"POST": "create", "PUT": "update", "DELETE": "delete"}
 
 assert handlers.MODULES  # importing the handlers fills routing.API
+
+
+_UTC_TS = re.compile(r"\d+\.\d+")
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(uuidlib.UUID(text))
+    except ValueError:
+        return None
 
 
 def version_tuple(v: str) -> tuple[int, ...]:
@@ -87,6 +107,7 @@ class Cluster:
             self.state = self.state_files.load()
             for ai in self.state.app_instances.values():
                 for vol in ai.volumes:
+                    self._own_files(vol)
                     self.media.cleanup(Path(vol.file))
                     vol.device_path = None
             try:
@@ -97,6 +118,37 @@ class Cluster:
                 self.detach_all()  # start() fails: leave no device behind
                 raise
             self.state_files.compact(self.state)
+
+    # ---- volume and snapshot files: named by uuid, in volume_dir only -------------------
+
+    def volume_file(self, vol_uuid: str) -> Path:
+        """Where a volume's bytes live; ``ValueError`` unless ``vol_uuid`` is a UUID."""
+        if _canonical_uuid(vol_uuid) != vol_uuid:
+            raise ValueError(f"volume uuid {vol_uuid!r} in the state files is not a UUID")
+        return self.volume_dir / f"{vol_uuid}.img"
+
+    def snapshot_file(self, vol_uuid: str, utc_ts: str) -> Path:
+        """Where a snapshot's bytes live; ``ValueError`` unless ``utc_ts`` is ``sec.nsec``."""
+        if not _UTC_TS.fullmatch(utc_ts):
+            raise ValueError(f"snapshot utc_ts {utc_ts!r} in the state files is not sec.nsec")
+        return self.volume_file(vol_uuid).parent / f"{vol_uuid}.{utc_ts}.snap"
+
+    def _own_files(self, vol: Volume) -> None:
+        """Derive ``vol``'s file names from its uuid: the state files' ``file`` fields are
+        never trusted (an edited one made root unlink any file), and make them 0600."""
+        files: list[tuple[Volume | Snapshot, Path]] = [(vol, self.volume_file(vol.uuid))]
+        files += [(s, self.snapshot_file(vol.uuid, s.utc_ts)) for s in vol.snapshots]
+        for obj, path in files:
+            if obj.file != str(path):
+                LOG.warning(
+                    "state files name %s for volume %s; its files live only in %s: using %s",
+                    obj.file,
+                    vol.uuid,
+                    self.volume_dir,
+                    path,
+                )
+                obj.file = str(path)
+            make_private(path)
 
     def save(self, obj: Stored) -> None:
         """Note that ``obj`` was created or changed: persisted before the answer (and an

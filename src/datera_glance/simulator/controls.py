@@ -1,5 +1,6 @@
-"""The simulator's own endpoints under ``/_sim/`` (no session): the HTTP face of the
-``Simulator``'s Python control API, registered in ``routing.CONTROLS``."""
+"""The simulator's own endpoints under ``/_sim/``: the HTTP face of the ``Simulator``'s Python
+control API, registered in ``routing.CONTROLS``. Each needs the control token or a session
+(``gateway`` checks ``Route.auth``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ if TYPE_CHECKING:
     from datera_glance.simulator.facade import Simulator
 
 
-@CONTROLS.route("GET", "/_sim/state", auth=False)
+@CONTROLS.route("GET", "/_sim/state")
 def get_state(sim: Simulator, req: Request) -> Any:
     return sim.state()
 
 
-@CONTROLS.route("POST", "/_sim/faults", auth=False)
+@CONTROLS.route("POST", "/_sim/faults")
 def add_fault(sim: Simulator, req: Request) -> Response:
     body = req.body
     if not isinstance(body, dict):
@@ -32,19 +33,19 @@ def add_fault(sim: Simulator, req: Request) -> Response:
     return Response(201, {"faults": sim.faults.to_json()})
 
 
-@CONTROLS.route("DELETE", "/_sim/faults", auth=False)
+@CONTROLS.route("DELETE", "/_sim/faults")
 def clear_faults(sim: Simulator, req: Request) -> Any:
     sim.clear_faults()
     return {"faults": []}
 
 
-@CONTROLS.route("POST", "/_sim/sessions/expire", auth=False)
+@CONTROLS.route("POST", "/_sim/sessions/expire")
 def expire_sessions(sim: Simulator, req: Request) -> Any:
     sim.expire_sessions()
     return {"sessions": 0}
 
 
-@CONTROLS.route("PUT", "/_sim/capacity", auth=False)
+@CONTROLS.route("PUT", "/_sim/capacity")
 def set_capacity(sim: Simulator, req: Request) -> Any:
     body = req.body
     if not isinstance(body, dict) or not isinstance(body.get("bytes"), int):
@@ -53,7 +54,7 @@ def set_capacity(sim: Simulator, req: Request) -> Any:
     return sim.state()["capacity"]
 
 
-@CONTROLS.route("POST", "/_sim/app_instances", auth=False)
+@CONTROLS.route("POST", "/_sim/app_instances")
 def seed_app_instances(sim: Simulator, req: Request) -> Response:
     """``{"count", "tenant", "prefix", "size", "admin_state"}`` as ``Simulator``'s method."""
     body = req.body
@@ -98,6 +99,7 @@ def _app_instance(ai: AppInstance) -> dict[str, Any]:
         "id": ai.id,
         "name": ai.name,
         "uuid": ai.uuid,
+        "descr": ai.descr,
         "admin_state": ai.admin_state,
         "size_gib": vol.size if vol else None,
         "file": vol.file if vol else None,

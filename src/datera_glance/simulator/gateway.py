@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -18,23 +19,34 @@ LOG = logging.getLogger(__name__)
 
 _VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
 
+CONTROL_AUTH = (
+    "/_sim/ needs the control token in a Sim-Token header (the simulator writes it to "
+    "DATA_DIR/control-token) or an EDF session key in Auth-Token (PUT /v2.x/login)"
+)
+
 
 class Gateway:
     """Answers requests for ``cluster`` (EDF API) and ``controller`` (``/_sim/`` handlers)."""
 
     def __init__(
-        self, cluster: Cluster, faults: Faults, controller: Any, sleep: Callable[[float], None]
+        self,
+        cluster: Cluster,
+        faults: Faults,
+        controller: Any,
+        sleep: Callable[[float], None],
+        control_token: str,
     ) -> None:
         self.cluster = cluster
         self.faults = faults
         self.controller = controller
         self.sleep = sleep
+        self._control_token = control_token.encode()
 
     def __call__(
         self, method: str, path: str, query: str, headers: Mapping[str, str], raw: bytes
     ) -> Response:
         if path.startswith("/_sim/") or path == "/_sim":
-            return self._control(method, path, raw)
+            return self._control(method, path, headers, raw)
         m = _VERSION_RE.match(path)
         version = m.group(1) if m else ""
         sub = (m.group(2) or "/") if m else path
@@ -91,14 +103,17 @@ class Gateway:
             )
             return Response(500, body)
 
-    def _control(self, method: str, path: str, raw: bytes) -> Response:
-        """``/_sim/`` requests: no session, no faults; errors are ``{"message"}`` bodies."""
+    def _control(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Response:
+        """``/_sim/`` requests: the control token or a session, no faults; errors are
+        ``{"message"}`` bodies."""
         req = Request(method=method, version="", path=path)
         try:
             try:
                 route, args = CONTROLS.resolve(method, path, req.segments)
             except ApiError:
                 raise ApiError(404, f"no simulator control {method} {path}") from None
+            if route.auth and not self._control_allowed(headers):
+                raise ApiError(401, CONTROL_AUTH)
             req.body = parse_body(raw, "application/json")
             result = route.handler(self.controller, req, *args)
         except (ValueError, TypeError, KeyError, re.error) as exc:
@@ -106,6 +121,16 @@ class Gateway:
         except ApiError as err:
             return Response(err.status, {"message": err.message})
         return result if isinstance(result, Response) else Response(200, result)
+
+    def _control_allowed(self, headers: Mapping[str, str]) -> bool:
+        """The control token (``Sim-Token``) or a live EDF session key (``Auth-Token``): a
+        local user who knows neither reads and changes nothing."""
+        token = (headers.get("Sim-Token") or "").encode()
+        if token and hmac.compare_digest(token, self._control_token):
+            return True
+        key = headers.get("Auth-Token") or ""
+        with self.cluster.lock:
+            return bool(key) and self.cluster.sessions.touch(key)
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:

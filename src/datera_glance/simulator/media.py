@@ -7,6 +7,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,10 +44,28 @@ class Media(Protocol):
         ...
 
 
+#: Volume and snapshot files hold images: the simulator's user's alone.
+FILE_MODE = 0o600
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def create_volume_file(file: Path, size_bytes: int) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file, "xb") as f:
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(os.open(file, _NEW_FILE, FILE_MODE), "wb") as f:
         f.truncate(size_bytes)
+
+
+def make_private(file: Path) -> None:
+    """Mode 0600 for a volume or snapshot file an older simulator made 0644 (if it exists)."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 def grow_volume_file(file: Path, size_bytes: int) -> None:
@@ -66,8 +85,8 @@ def copy_volume_file(source: Path, target: Path) -> str:
     extents alone with ``copy_file_range`` (the kernel copies, holes stay holes). Returns
     ``"reflink"`` or ``"copy"``. On failure ``target`` does not exist.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as src, open(target, "xb") as dst:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(source, "rb") as src, os.fdopen(os.open(target, _NEW_FILE, FILE_MODE), "wb") as dst:
         try:
             try:
                 fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())

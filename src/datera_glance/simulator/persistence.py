@@ -6,12 +6,19 @@ whose last line may be torn: that request was never answered, and its line is ig
 snapshot is rewritten (atomically: tmp + fsync + rename) at start, at stop, and when the journal
 has grown past twice the snapshot: an O(state) write every O(state) of changes, so the cost per
 request stays flat on average.
+
+The data directory is private to the simulator's user (devstack runs it as root): it is made
+0700, or refused when another user owns it or may write it (``ensure_data_dir``); every file is
+written through a new ``O_EXCL|O_NOFOLLOW`` file renamed into place (``write_file_atomic``), so
+a planted symbolic link is replaced, never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,15 @@ from datera_glance.simulator.work import Work
 
 #: The journal may grow to this (or twice the snapshot) before the snapshot is rewritten.
 MIN_JOURNAL_BYTES = 16 * 1024 * 1024
+
+SNAPSHOT_FILE = "state.json"
+JOURNAL_FILE = "state.journal"
+#: The data directory's own subdirectories (volume files; the TLS certificate and key).
+PRIVATE_DIRS = ("volumes", "tls")
+
+
+class UnsafeDataDir(ValueError):
+    """Another user could change what the simulator reads or writes in its data directory."""
 
 
 class StateFiles:
@@ -36,8 +52,8 @@ class StateFiles:
     ) -> None:
         self.data_dir = data_dir
         self.min_journal_bytes = min_journal_bytes
-        self.snapshot_path = data_dir / "state.json"
-        self.journal_path = data_dir / "state.journal"
+        self.snapshot_path = data_dir / SNAPSHOT_FILE
+        self.journal_path = data_dir / JOURNAL_FILE
         self.work = work
         self._changes: dict[tuple[str, str], tuple[str, Any, Stored | None]] = {}
         self._pending: list[bytes] = []  # committed lines not yet on disk
@@ -112,7 +128,8 @@ class StateFiles:
             with self._seq_lock:
                 seq, lines, self._pending = self._seq, self._pending, []
             data = b"".join(lines)
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.journal_path, flags, 0o600)
             try:
                 view = memoryview(data)
                 while view:
@@ -137,10 +154,9 @@ class StateFiles:
             obj["journal_seq"] = self._seq
             data = json.dumps(obj, indent=1, sort_keys=True).encode()
             self.work.serialized += sum(1 for _ in state.objects())
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.snapshot_path, data)
+            write_file_atomic(self.snapshot_path, data)
             # Empty the journal only now: until the rename, the old snapshot needs it.
-            write_json_atomic(self.journal_path, b"")
+            write_file_atomic(self.journal_path, b"")
             self.work.written += len(data)
             self._snapshot_bytes = len(data)
             self._journal_bytes = 0
@@ -166,17 +182,109 @@ def _journal_lines(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def write_json_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a crash leaves either the old or the new file, never half of one."""
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` so that a crash leaves either the old or the new file, never half of one.
+
+    The new file is created exclusively (``O_EXCL|O_NOFOLLOW``, ``mode``) and renamed over
+    ``path``: whatever was there, a symbolic link included, is replaced, never written through,
+    and an old file's mode is not kept.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)  # left by a crash
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+# ---- the data directory: the simulator's user's alone -----------------------------------
+
+
+def ensure_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` (0700) or check it, its subdirectories and state files; else raise
+    ``UnsafeDataDir`` naming what to fix.
+
+    Refused: a directory another user owns or that group or others may write; a symbolic link
+    another user made; a parent directory anyone may write without the sticky bit (anyone
+    could swap the directory); a state file that is a symbolic link or someone else's.
+    """
+    if data_dir.is_symlink():
+        link_owner = data_dir.lstat().st_uid
+        if link_owner not in (0, os.geteuid()):
+            raise UnsafeDataDir(
+                f"data directory {data_dir} is a symbolic link made by uid {link_owner}: "
+                "use the real directory as --data-dir"
+            )
+    real = Path(os.path.realpath(data_dir))
+    for parent in real.parents:
+        try:
+            mode = parent.stat().st_mode
+        except FileNotFoundError:
+            continue  # made below, by this user
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise UnsafeDataDir(
+                f"{parent}, a parent of the data directory {data_dir}, can be written by others "
+                f"(mode {stat.S_IMODE(mode):04o}, no sticky bit): anyone could replace the data "
+                "directory; choose a --data-dir under a directory only root can write"
+            )
+    real.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(real, 0o700)
+    _check_private_dir(real, what="data directory")
+    for name in PRIVATE_DIRS:
+        if os.path.lexists(real / name):
+            _check_private_dir(real / name, what="data directory's subdirectory")
+            os.chmod(real / name, 0o700)
+    for name in (SNAPSHOT_FILE, JOURNAL_FILE):
+        if os.path.lexists(real / name):
+            _check_own_file(real / name)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Make ``path`` (0700) or check that it is the simulator's user's alone and make it 0700."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        _check_private_dir(path, what="directory")
+        os.chmod(path, 0o700)
+
+
+def _check_private_dir(path: Path, *, what: str) -> None:
+    st = path.lstat()
+    euid = os.geteuid()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDataDir(f"{what} {path} is not a directory (a symbolic link or a file)")
+    if st.st_uid != euid:
+        raise UnsafeDataDir(
+            f"{what} {path} is owned by uid {st.st_uid}, not by uid {euid} that runs the "
+            f"simulator: that user could replace its files. Give it to uid {euid} (chown -R) "
+            "or choose another --data-dir"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeDataDir(
+            f"{what} {path} can be written by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 700 {path}"
+        )
+
+
+def _check_own_file(path: Path) -> None:
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeDataDir(f"{path} is a symbolic link: the simulator writes only its own files")
+    if st.st_uid != os.geteuid():
+        raise UnsafeDataDir(
+            f"{path} is owned by uid {st.st_uid}, not by uid {os.geteuid()} that runs the "
+            "simulator: chown it, or choose another --data-dir"
+        )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from datera_glance.simulator.persistence import ensure_private_dir, write_file_atomic
 
 
 def _san_entries(host: str) -> list[x509.GeneralName]:
@@ -30,9 +31,12 @@ def make_certificate(tls_dir: Path, host: str = "127.0.0.1") -> tuple[Path, Path
     """Write ``cert.pem`` and ``key.pem`` (mode 0600) into ``tls_dir``; return their paths.
 
     A fresh certificate is made at every start; restarting therefore needs clients to re-read
-    the CA file, which is what a real cluster's certificate rotation looks like too.
+    the CA file, which is what a real cluster's certificate rotation looks like too. Both are
+    new files renamed into place: a symbolic link planted there is replaced, never followed,
+    and an old key's mode is not kept. ``tls_dir`` is made 0700 (or refused if it is not the
+    simulator's user's alone).
     """
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(tls_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -80,8 +84,6 @@ def make_certificate(tls_dir: Path, host: str = "127.0.0.1") -> tuple[Path, Path
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_bytes)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_file_atomic(key_path, key_bytes, 0o600)
+    write_file_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path

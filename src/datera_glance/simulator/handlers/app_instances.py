@@ -169,7 +169,7 @@ def _new_storage_instance(
                 size=v["size"],
                 replica_count=v.get("replica_count", 3),
                 placement_mode=v.get("placement_mode", "hybrid"),
-                file=str(cluster.volume_dir / f"{vol_uuid}.img"),
+                file=str(cluster.volume_file(vol_uuid)),
             )
         )
     si = StorageInstance(

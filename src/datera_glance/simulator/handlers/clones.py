@@ -81,7 +81,7 @@ def cloned_storage_instance(cluster: Cluster, source: CloneSource) -> StorageIns
         size=source.size,
         replica_count=source.volume.replica_count,
         placement_mode=source.volume.placement_mode,
-        file=str(cluster.volume_dir / f"{vol_uuid}.img"),
+        file=str(cluster.volume_file(vol_uuid)),
     )
     return StorageInstance(
         name=source.si_name,

@@ -38,7 +38,7 @@ def create_snapshot(cluster: Cluster, req: Request, ident: str, si_name: str, vo
     if any(s.uuid == snap_uuid for s in volume.snapshots):
         raise ApiError(409, f"Snapshot {snap_uuid} already exists on {ai.name}/{volume.name}")
     utc_ts = _next_utc_ts(volume)
-    file = cluster.volume_dir / f"{volume.uuid}.{utc_ts}.snap"
+    file = cluster.snapshot_file(volume.uuid, utc_ts)
     try:
         copy_volume_file(Path(volume.file), file)
     except OSError as exc:
