@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.plugins.glance",
     "tests.plugins.glance_features",
     "tests.plugins.cli",
+    "tests.plugins.iscsi_guest",
 ]
 
 

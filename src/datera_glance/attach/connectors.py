@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from datera_glance.attach.devices import init_privsep
 from datera_glance.attach.errors import AttachError, host_errors
 from datera_glance.attach.records import AttachedDevice
+from datera_glance.host import running
 
 if TYPE_CHECKING:
     from datera_glance.edf import models
@@ -34,6 +35,7 @@ ISCSI_PORT = 3260
 BY_PATH_DIR = "/dev/disk/by-path"  # where udev links iSCSI LUNs (os-brick looks there too)
 INITIATOR_FILE = "/etc/iscsi/initiatorname.iscsi"
 SYS_BLOCK_DIR = "/sys/class/block"
+MULTIPATHD_PID_FILE = "/run/multipathd.pid"  # multipathd writes it while it runs
 # An iSCSI name as EDF and iscsiadm take it (RFC 3720 iqn./eui. forms).
 ISCSI_NAME = re.compile(r"(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16})")
 
@@ -298,6 +300,21 @@ class IscsiMultipathStrategy(IscsiStrategy):
     def prerequisites(self, configured_initiator: str | None) -> Iterator[Prerequisite]:
         yield from super().prerequisites(configured_initiator)
         yield _on_path("multipathd", "install multipath-tools and start multipathd")
+        yield multipathd_running()
+
+
+def multipathd_running(pid_file: str = MULTIPATHD_PID_FILE) -> Prerequisite:
+    """Is multipathd running? os-brick's multipath attach waits for the dm device multipathd
+    makes. Asked by its pid file: glance's user needs no privilege for that."""
+    fix = "start multipathd (systemctl enable --now multipathd)"
+    try:
+        with open(pid_file, encoding="ascii") as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return Prerequisite("multipathd running", False, f"no pid in {pid_file}", fix)
+    if not running(pid):
+        return Prerequisite("multipathd running", False, f"pid {pid} ({pid_file}) is gone", fix)
+    return Prerequisite("multipathd running", True, f"pid {pid}")
 
 
 _STRATEGIES: dict[tuple[str, bool], type[ConnectorStrategy]] = {

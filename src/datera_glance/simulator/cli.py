@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
+    parser.add_argument("--iscsi", action="store_true", help=ISCSI_HELP)
     parser.add_argument("--data-dir", required=True, help="state, volume files, tls/")
     parser.add_argument("--user", default="admin", help="login name (admin)")
     parser.add_argument(
@@ -150,6 +151,27 @@ def read_password(args: argparse.Namespace) -> str:
     return password
 
 
+ISCSI_HELP = (
+    "serve online storage instances as real iSCSI targets on 127.0.0.1 and 127.0.0.2 (root)"
+)
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _needs_root(args: argparse.Namespace) -> str | None:
+    """Why these arguments need root, when not run as root."""
+    if os.geteuid() == 0:
+        return None
+    if args.media == "loop":
+        return "--media loop needs root (losetup); use --media file"
+    if args.iscsi:
+        return "--iscsi needs root (the kernel's iSCSI target)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.password is not None:
         print(
@@ -158,9 +180,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.media == "loop" and os.geteuid() != 0:
-        print("error: --media loop needs root (losetup); use --media file", file=sys.stderr)
-        return 2
+    if missing_root := _needs_root(args):
+        return _usage_error(missing_root)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -186,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         sw_version=args.sw_version,
         session_ttl=args.session_ttl,
         available_delay=args.available_delay,
+        iscsi=args.iscsi,
     )
     stop = threading.Event()
 

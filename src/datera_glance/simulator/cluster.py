@@ -8,6 +8,7 @@ calls ``handle`` from many threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from datera_glance.simulator import handlers, schema
+from datera_glance.simulator.iscsi import LioTargets
 from datera_glance.simulator.media import Media, MediaError, make_private
 from datera_glance.simulator.model import (
     AppInstance,
@@ -68,8 +70,12 @@ class Cluster:
         available_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         work: Work | None = None,
+        targets: LioTargets | None = None,
     ) -> None:
         self.data_dir = data_dir
+        # With real iSCSI targets (--iscsi) storage instances report their portals as ips.
+        self.targets = targets
+        self.portals: tuple[str, ...] = targets.portals if targets else ("127.0.0.1",)
         self.work = work or Work()
         self.media = media
         self.username = username
@@ -145,8 +151,20 @@ class Cluster:
             make_private(path)
 
     def save(self, obj: Stored) -> None:
-        """Note that ``obj`` was created or changed: persisted before the answer."""
+        """Note that ``obj`` was created or changed: persisted before the answer (and an
+        online app instance's ACL and CHAP reach its iSCSI targets)."""
         self.state_files.save(obj)
+        if self.targets is not None and self._served(obj):
+            assert isinstance(obj, AppInstance)
+            self.targets.serve(obj)
+
+    def _served(self, obj: Stored) -> bool:
+        """Is ``obj`` an app instance whose targets exist (online and not deleted)?"""
+        return (
+            isinstance(obj, AppInstance)
+            and obj.admin_state == "online"
+            and obj.id in self.state.app_instances
+        )
 
     def save_removal(self, obj: Stored) -> None:
         """Note that ``obj`` was deleted: persisted before the answer."""
@@ -296,13 +314,20 @@ class Cluster:
                 if vol.device_path is None:
                     vol.device_path = self.media.attach(Path(vol.file))
                     attached.append(vol)
+            if self.targets is not None:
+                self.targets.serve(ai)
         except MediaError:
+            if self.targets is not None:
+                with contextlib.suppress(MediaError):
+                    self.targets.remove(ai)
             for vol in attached:
                 self._detach_volume(vol)
             raise
         ai.online_since = self.clock()
 
     def detach(self, ai: AppInstance) -> None:
+        if self.targets is not None:
+            self.targets.remove(ai)
         for vol in ai.volumes:
             self._detach_volume(vol)
 

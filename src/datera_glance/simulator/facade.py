@@ -27,6 +27,7 @@ from datera_glance.simulator.cluster import Cluster
 from datera_glance.simulator.faults import Fault, Faults
 from datera_glance.simulator.gateway import Gateway
 from datera_glance.simulator.handlers import app_instances
+from datera_glance.simulator.iscsi import LioTargets
 from datera_glance.simulator.media import Runner, make_media, run_command
 from datera_glance.simulator.persistence import ensure_data_dir, write_file_atomic
 from datera_glance.simulator.server import HttpServer
@@ -49,6 +50,8 @@ class Simulator:
     :param run: runs ``losetup``; injectable for tests.
     :param clock: for session expiry and the optional ``available_delay``.
     :param work: counts work that could grow with the number of objects (tests read it).
+    :param iscsi: serve each online storage instance as a real iSCSI target (root; the
+        kernel's LIO, see ``simulator.iscsi``); a ``LioTargets`` chooses its portals.
     :param control_token: what ``/_sim/`` requests must send as ``Sim-Token`` (an EDF session
         key as ``Auth-Token`` works too); random by default, written to
         ``DATA_DIR/control-token`` at start.
@@ -77,9 +80,14 @@ class Simulator:
         sleep: Callable[[float], None] = time.sleep,
         work: Work | None = None,
         control_token: str | None = None,
+        iscsi: bool | LioTargets = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.control_token = control_token or secrets.token_urlsafe(32)
+        #: the iSCSI targets (``stop_portal``/``start_portal``), or None
+        self.iscsi: LioTargets | None = (
+            iscsi if isinstance(iscsi, LioTargets) else LioTargets(run=run) if iscsi else None
+        )
         self.host = host
         self.port = port
         self.tls = tls
@@ -100,6 +108,7 @@ class Simulator:
             available_delay=available_delay,
             clock=clock,
             work=work,
+            targets=self.iscsi,
         )
         self.work = self.cluster.work
         self.faults = Faults()
@@ -127,6 +136,8 @@ class Simulator:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert, key)
             self.ca_file = str(cert)
+        if self.iscsi is not None:
+            self.iscsi.prepare()
         self.cluster.load()
         self._loaded = True
         try:

@@ -177,7 +177,7 @@ def _new_storage_instance(
         name=s["name"],
         uuid=str(uuidlib.uuid4()),
         iqn=new_iqn(),
-        ips=["127.0.0.1"],
+        ips=list(cluster.portals),
         volumes=vols,
         acl_initiators=paths,
         access_control_mode=s.get("access_control_mode", "deny_all"),

@@ -87,7 +87,7 @@ def cloned_storage_instance(cluster: Cluster, source: CloneSource) -> StorageIns
         name=source.si_name,
         uuid=str(uuidlib.uuid4()),
         iqn=new_iqn(),
-        ips=["127.0.0.1"],
+        ips=list(cluster.portals),
         volumes=[vol],
     )
 
