@@ -90,13 +90,13 @@ def build_venv(release: str, log: Path) -> tuple[Path, int]:
     ).hexdigest()[:12]
     venv = MATRIX / release
     stamp = venv / f".complete-{key}"
-    if stamp.exists():
-        return venv, 0
-    shutil.rmtree(venv, ignore_errors=True)
     # This release's constraints for every pip run (the isolated build env too), not ./dev's.
     env = {**os.environ, "PIP_CONSTRAINT": str(constraints)}
-    rc = _run([sys.executable, "-m", "venv", venv], log)
     pip: list[str | os.PathLike[str]] = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
+    if stamp.exists():  # the dependencies are cached; the project is always this checkout's
+        return venv, _run([*pip, "--no-deps", "--force-reinstall", ROOT], log, env=env)
+    shutil.rmtree(venv, ignore_errors=True)
+    rc = _run([sys.executable, "-m", "venv", venv], log)
     rc = rc or _run([*pip, "--upgrade", "pip", "setuptools", "wheel", "Cython"], log, env=env)
     rc = rc or _run([*pip, f"{ROOT}[test]"], log, env=env)
     if rc == 0:

@@ -192,6 +192,19 @@ class SlowAnswer(requests.exceptions.ReadTimeout):
     """An answer not complete within its budget: retried like a read time-out."""
 
 
+def _read_piece(raw: Any, size: int) -> bytes:
+    """Up to ``size`` decoded bytes of a streamed body. urllib3 2 (OpenStack 2026.1 on) has
+    ``read1``: what one socket read brings. urllib3 1.26 (2025.1, 2025.2) has only ``read``,
+    which waits for ``size`` bytes or the end, so against a server that drips the deadline is
+    looked at once per piece there (each socket read still ends by the read time-out)."""
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        older: bytes = raw.read(size, decode_content=True)
+        return older
+    piece: bytes = read1(size, decode_content=True)
+    return piece
+
+
 def _read_body(resp: Any, max_body: int, answer_by: float, clock: Callable[[], float]) -> bytes:
     """The whole body of a streamed response, at most ``max_body`` bytes, by ``answer_by``.
 
@@ -207,7 +220,7 @@ def _read_body(resp: Any, max_body: int, answer_by: float, clock: Callable[[], f
     while True:
         if clock() > answer_by:
             raise SlowAnswer(f"{size} bytes by then")
-        piece = resp.raw.read1(_READ_PIECE, decode_content=True)
+        piece = _read_piece(resp.raw, _READ_PIECE)
         if not piece:
             return b"".join(pieces)
         size += len(piece)
