@@ -39,6 +39,7 @@ from datera_glance.demo.glance_env import (
 from datera_glance.host import group_members, stat_fields
 from datera_glance.simulator import Simulator
 from tests.plugins.simulator import loop_devices_on
+from tools.constraints import pinned
 
 LOG = logging.getLogger(__name__)
 
@@ -259,10 +260,8 @@ def glance_release() -> tuple[int, ...] | None:
     found = constraints_file(Path(__file__).resolve().parents[2])
     if found is None:
         return None
-    for line in found.read_text().splitlines():
-        if line.startswith("glance==="):
-            return tuple(int(p) for p in line.split("===")[1].split()[0].split("."))
-    return None
+    version = pinned(found.read_text().splitlines()).get("glance")
+    return tuple(int(p) for p in version.split(".")) if version else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
