@@ -345,12 +345,18 @@ def test_dropped_connection_on_each_growth_call(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "skip"),
+    ("method", "path", "skip", "delay"),
     [
-        ("POST", r"^/app_instances$", 0),
-        ("PUT", METADATA, 1),
-        ("GET", AI, 1),
-        ("DELETE", AI, 0),
+        # The slow POST lands before the retry (1.0 s timeout + at least 0.25 s backoff): the
+        # retry gets 409 and the store adopts the instance its first try created.
+        ("POST", r"^/app_instances$", 0, 1.1),
+        # The retry creates the instance first; the slow POST lands later and gets 409.
+        ("POST", r"^/app_instances$", 0, 3.0),
+        # The upload record lands after the final checksum: the image is still complete.
+        ("PUT", METADATA, 0, 3.0),
+        ("PUT", METADATA, 1, 1.6),
+        ("GET", AI, 1, 1.6),
+        ("DELETE", AI, 0, 1.6),
     ],
 )
 def test_read_timeout_once_is_retried(
@@ -360,13 +366,23 @@ def test_read_timeout_once_is_retried(
     method: str,
     path: str,
     skip: int,
+    delay: float,
 ) -> None:
     """The answer comes after ``datera_request_timeout``: requests' ReadTimeout, retried like a
-    lost answer (the slow request still takes effect on the cluster)."""
+    lost answer (the slow request still takes effect on the cluster).
+
+    The cluster is judged once the slow request has taken effect: before that a round trip can
+    finish first, and the slow POST then creates an instance after the delete (on a real cluster
+    too; ``gc`` removes it as an unfinished upload of ours, tests/integration/test_cli_gc.py).
+    """
     imgs = images(request_timeout=1.0)
-    sim.add_fault(method, path, delay=1.6, skip=skip)
+    sim.add_fault(method, path, delay=delay, skip=skip)
     uri = imgs.add(Source(data), SIZE)
+    if method != "DELETE":
+        assert sim.faults.wait_settled(timeout=30), "the slow request never finished"
     imgs.round_trip(data, uri)
+    assert sim.faults.wait_settled(timeout=30), "the slow request never finished"
+    imgs.assert_clean()
     assert sim.faults.to_json() == [], "the delay never hit a request"
 
 

@@ -95,6 +95,18 @@ def test_delay_is_a_read_timeout_for_clients(edf: Edf) -> None:
         edf.session.get(edf.url("/system"), timeout=0.3)
 
 
+def test_a_timed_out_request_settles_after_its_delay(edf: Edf) -> None:
+    """The client gives up on a delayed POST, yet it takes effect when its delay ends:
+    ``wait_settled`` is how a test knows the cluster's contents are final."""
+    edf.sim.add_fault("POST", "^/app_instances$", delay=0.8)
+    with pytest.raises(requests.ReadTimeout):
+        edf.session.post(edf.url("/app_instances"), json={"name": "slow"}, timeout=0.2)
+    assert not edf.sim.faults.wait_settled(timeout=0.1)
+    assert edf.sim.faults.wait_settled(timeout=10)
+    assert [ai["name"] for ai in edf.sim.state()["app_instances"]] == ["slow"]
+    assert edf.sim.faults.wait_settled(timeout=0), "nothing in flight: settled at once"
+
+
 def test_fault_on_login(simulator: Simulator) -> None:
     simulator.add_fault("PUT", "^/login$", status=503)
     edf = Edf(simulator, login=False)

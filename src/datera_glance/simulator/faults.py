@@ -83,6 +83,10 @@ class Faults:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        # Requests that took a fault and have not been answered yet (a delayed one still
+        # sleeping, then taking effect): a test waits for them before judging the cluster.
+        self._in_flight = 0
+        self._settled = threading.Condition(self._lock)
 
     def add(self, fault: Fault) -> None:
         with self._lock:
@@ -109,5 +113,21 @@ class Faults:
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
+                self._in_flight += 1
                 return fault
         return None
+
+    def done(self) -> None:
+        """A request that ``take`` gave a fault has been answered (or dropped)."""
+        with self._settled:
+            self._in_flight -= 1
+            self._settled.notify_all()
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until every faulted request has been answered; False after ``timeout``.
+
+        A delayed request still takes effect when its sleep ends, possibly after the client
+        gave up on it and retried: what the cluster holds is only final after that.
+        """
+        with self._settled:
+            return self._settled.wait_for(lambda: self._in_flight == 0, timeout)

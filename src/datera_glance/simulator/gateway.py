@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from datera_glance.simulator.cluster import Cluster
-from datera_glance.simulator.faults import Faults
+from datera_glance.simulator.faults import Fault, Faults
 from datera_glance.simulator.routing import CONTROLS, ApiError, Request, Response, error_body
 
 LOG = logging.getLogger(__name__)
@@ -51,14 +51,32 @@ class Gateway:
         version = m.group(1) if m else ""
         sub = (m.group(2) or "/") if m else path
         fault = self.faults.take(method, sub)
-        if fault is not None and fault.delay:
+        if fault is None:
+            return self._api(method, version, sub, query, headers, raw)
+        try:
+            return self._faulted(fault, method, version, sub, query, headers, raw)
+        finally:
+            self.faults.done()
+
+    def _faulted(
+        self,
+        fault: Fault,
+        method: str,
+        version: str,
+        sub: str,
+        query: str,
+        headers: Mapping[str, str],
+        raw: bytes,
+    ) -> Response:
+        """The request under ``fault``: its delay, then its answer before or after the effect."""
+        if fault.delay:
             self.sleep(fault.delay)
-        if fault is not None and not fault.after:
+        if not fault.after:
             instead = fault.answer(version, sub, method)
             if instead is not None:
                 return instead
         resp = self._api(method, version, sub, query, headers, raw)
-        if fault is not None and fault.after:
+        if fault.after:
             return fault.answer(version, sub, method) or resp
         return resp
 
