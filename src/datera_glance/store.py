@@ -20,7 +20,6 @@ import contextlib
 import errno
 import logging
 import math
-import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
@@ -53,10 +52,6 @@ SCHEME = "datera"
 MAX_GROWTH_STEP_GIB = 64
 AI_PREFIX = ownership.AI_PREFIX
 LEGACY_AI_PREFIX = ownership.LEGACY_AI_PREFIX
-# EDF's schema for an initiator id (POST /initiators): an IQN or an EUI.
-INITIATOR_ID = re.compile(
-    r"(?=.{16,223}$)iqn\.[0-9]{4}-[0-1][0-9]\.[^/]*\.[^/]*|eui\.[0-9A-Fa-f]{16}"
-)
 ClientFactory = Callable[[ClientConfig], EdfClient]
 
 
@@ -127,7 +122,9 @@ class StoreLocation(glance_location.StoreLocation):
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """The store's configuration, read once by ``configure_add``."""
+    """The store's configuration, read once by ``configure_add``: one field per option,
+    filled and checked by ``options.read`` (``options.SETTINGS`` names each option's field;
+    tests/unit/test_options.py keeps the two equal), and glance's lock path."""
 
     san_ip: str
     san_port: int
@@ -153,8 +150,8 @@ class StoreSettings:
     request_timeout: float
     retry_deadline: float
     rootwrap_config: str
+    attach_linger: float
     lock_path: str
-    attach_linger: float = 0.0
 
     @classmethod
     def from_conf(cls, group: Any, lock_path: str, store_name: str) -> StoreSettings:
@@ -171,80 +168,9 @@ class StoreSettings:
 
     @classmethod
     def _read(cls, group: Any, lock_path: str) -> StoreSettings:
-        def get(name: str) -> Any:
-            return options.value(group, f"datera_{name}")
-
-        for required in ("san_ip", "san_login", "san_password"):
-            if not get(required):
-                raise options.OptionError(
-                    f"datera_{required}", "is not set", "set it in the backend's section"
-                )
-        initiator = get("initiator_name")
-        if initiator and not INITIATOR_ID.fullmatch(initiator):
-            # EDF would refuse it at the first upload (422 from POST /initiators): say it now.
-            raise options.OptionError(
-                "datera_initiator_name",
-                f"{initiator!r} is not an iSCSI IQN or EUI",
-                "use e.g. iqn.2004-10.com.example:host1",
-            )
-        ca_file = get("ssl_ca_file")
-        settings = cls(
-            san_ip=options.host("datera_san_ip", get("san_ip")),
-            san_port=int(get("san_port")),
-            login=get("san_login"),
-            password=get("san_password"),
-            tenant=options.tenant(get("tenant_id")),
-            replica_count=int(get("replica_count")),
-            placement_mode=get("placement_mode"),
-            chunk_size=int(get("chunk_size")),
-            ssl=get("ssl"),
-            ssl_verify=bool(get("ssl_verify")),
-            ssl_ca_file=options.ca_file(ca_file) if ca_file else None,
-            api_version=get("api_version"),
-            connector=get("connector"),
-            initiator_name=initiator,
-            use_chap=bool(get("use_chap")),
-            chap_key=cls._chap_key(get),
-            use_multipath=bool(get("use_multipath")),
-            default_image_size_gib=int(get("default_image_size")),
-            io_buffer_size=options.io_buffer_size(int(get("io_buffer_size"))),
-            io_depth=int(get("io_depth")),
-            skip_zero_blocks=bool(get("skip_zero_blocks")),
-            request_timeout=float(get("request_timeout")),
-            retry_deadline=float(get("retry_deadline")),
-            rootwrap_config=get("rootwrap_config"),
-            lock_path=lock_path,
-            attach_linger=float(get("attach_linger")),
-        )
+        settings = cls(**options.read(group), lock_path=lock_path)
         settings.client_config()  # ClientConfig's own checks, now rather than at first use
         return settings
-
-    @staticmethod
-    def _chap_key(get: Callable[[str], Any]) -> str:
-        """``datera_chap_key``: needed for CHAP on iSCSI, a random key of its own (the CHAP
-        secrets are derived from it, see ``attach.chap``)."""
-        key = get("chap_key") or ""
-        if not (get("use_chap") and get("connector") == "iscsi"):
-            return key
-        fix = "set it to the same random value on every glance-api host (openssl rand -base64 24)"
-        if not key:
-            raise options.OptionError("datera_chap_key", "is not set (datera_use_chap)", fix)
-        if len(key) < options.CHAP_KEY_MIN_LENGTH:
-            raise options.OptionError(
-                "datera_chap_key",
-                f"is shorter than {options.CHAP_KEY_MIN_LENGTH} characters",
-                fix,
-            )
-        if key == get("san_password"):
-            raise options.OptionError("datera_chap_key", "is the cluster password", fix)
-        if len(set(key)) < options.CHAP_KEY_MIN_DISTINCT:
-            # The wire carries a response to test guesses of the key against: no patterns.
-            raise options.OptionError(
-                "datera_chap_key",
-                f"has fewer than {options.CHAP_KEY_MIN_DISTINCT} different characters",
-                fix,
-            )
-        return key
 
     @property
     def growth_step_gib(self) -> int:
@@ -552,11 +478,8 @@ def sharing_backend(conf: Any, backend: str | None, settings: StoreSettings) -> 
             continue
         with contextlib.suppress(ValueError, cfg.Error, AttributeError):
             group = getattr(conf, name)
-            theirs = (
-                options.host("datera_san_ip", options.value(group, "datera_san_ip")),
-                int(options.value(group, "datera_san_port")),
-                options.tenant(options.value(group, "datera_tenant_id")),
-            )
+            names = ("datera_san_ip", "datera_san_port", "datera_tenant_id")
+            theirs = tuple(options.read_one(group, name) for name in names)
             if theirs == mine:
                 return str(name)
     return None
