@@ -32,13 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from glance_store.common import utils
-
 from datera_glance import upload_state
 from datera_glance.edf import models
+from datera_glance.naming import AI_PREFIX, named_image_id
 
-AI_PREFIX = "OS-IMAGE-"
-LEGACY_AI_PREFIX = "OS-"  # the original driver's first version named app instances OS-<id>
 MARKER = "datera-glance image"
 
 COMPLETE = "complete"
@@ -58,18 +55,6 @@ UNTAGGED_WHY = (
 def marker(image_id: str) -> str:
     """The ``descr`` this driver gives an image's app instance when it creates it."""
     return f"{MARKER} {image_id}"
-
-
-def ai_name(image_id: str) -> str:
-    return AI_PREFIX + image_id
-
-
-def named_image_id(name: str) -> str | None:
-    """The image id an app instance name carries (either form), or None."""
-    for prefix in (AI_PREFIX, LEGACY_AI_PREFIX):
-        if name.startswith(prefix) and utils.is_uuid_like(name[len(prefix) :]):
-            return name[len(prefix) :]
-    return None
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,9 @@ copier (``datera_glance.chunkio``) moves the bytes with O_DIRECT and hashes them
 threads. One ``Store`` serves every thread of a glance-api worker: nothing per request is kept
 on ``self``.
 
-Location URIs: ``datera://<san_ip>:<san_port>/app_instances/<image_id>`` (the upstream
-driver's form) for images in tenant ``/root``; for other tenants the tenant path goes before
-``/app_instances``, e.g. ``datera://10.0.0.1:7718/root/glance/app_instances/<image_id>``.
-Datera's original driver wrote the tenant-less form in every tenant, so a URI without a tenant
-means the configured one.
+App instance names and location URIs are ``datera_glance.naming``'s. Datera's original driver
+wrote the tenant-less URI form in every tenant, so a URI without a tenant means the configured
+one.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from oslo_concurrency import opts as lock_opts
 from oslo_config import cfg
 from oslo_utils import units
 
-from datera_glance import chunkio, compat, options, ownership, upload_state
+from datera_glance import chunkio, compat, naming, options, ownership, upload_state
 from datera_glance.attach import (
     Attacher,
     AttachError,
@@ -48,21 +46,13 @@ from datera_glance.edf import ClientConfig, EdfClient, errors, models, normalize
 
 LOG = logging.getLogger(__name__)
 
-SCHEME = "datera"
+#: The driver's name: glance_store's entry point (``glance_store.drivers: datera``), the store
+#: type in ``enabled_backends = NAME:datera``. Equal to ``naming.SCHEME``, the URI scheme, but
+#: another fact: either could change alone.
+DRIVER = "datera"
+SCHEME = naming.SCHEME
 MAX_GROWTH_STEP_GIB = 64
-AI_PREFIX = ownership.AI_PREFIX
-LEGACY_AI_PREFIX = ownership.LEGACY_AI_PREFIX
 ClientFactory = Callable[[ClientConfig], EdfClient]
-
-
-def uri_host(host: str) -> str:
-    """``host`` as it appears in a URI: IPv6 addresses in brackets."""
-    return f"[{host}]" if ":" in host else host
-
-
-def uri_tenant(tenant: str) -> str:
-    """The tenant's part of a location URI: none for ``/root`` (the upstream driver's form)."""
-    return "" if tenant == "/root" else tenant
 
 
 class StoreLocation(glance_location.StoreLocation):
@@ -84,12 +74,11 @@ class StoreLocation(glance_location.StoreLocation):
         self.port = int(self.specs["port"])
         self.tenant = normalize_tenant(self.specs.get("tenant"))
         self.image_id = self.specs["image_id"]
-        self.ai_name = self.specs.get("ai_name") or AI_PREFIX + self.image_id
+        self.ai_name = self.specs.get("ai_name") or naming.ai_name(self.image_id)
 
     def get_uri(self) -> str:
-        host, tenant = uri_host(self.host), uri_tenant(self.tenant)
-        leaf = self.image_id if self.ai_name == AI_PREFIX + self.image_id else self.ai_name
-        return f"{SCHEME}://{host}:{self.port}{tenant}/app_instances/{leaf}"
+        prefix = naming.location_prefix(self.host, self.port, self.tenant)
+        return prefix + naming.uri_leaf(self.image_id, self.ai_name)
 
     def parse_uri(self, uri: str) -> None:
         self.validate_schemas(uri, valid_schemas=(f"{SCHEME}://",))
@@ -101,17 +90,13 @@ class StoreLocation(glance_location.StoreLocation):
             raise bad from e
         if not host or port is None or parsed.query or parsed.fragment:
             raise bad
-        head, sep, leaf = parsed.path.rpartition("/app_instances/")
+        head, sep, leaf = parsed.path.rpartition(naming.COLLECTION)
         if not sep or not leaf or "/" in leaf or (head and not head.startswith("/root")):
             raise bad
-        if leaf.startswith(AI_PREFIX):
-            image_id, ai_name = leaf[len(AI_PREFIX) :], leaf
-        elif leaf.startswith(LEGACY_AI_PREFIX):
-            image_id, ai_name = leaf[len(LEGACY_AI_PREFIX) :], leaf
-        else:
-            image_id, ai_name = leaf, AI_PREFIX + leaf
-        if not utils.is_uuid_like(image_id):
+        names = naming.parse_leaf(leaf)
+        if names is None:
             raise bad
+        image_id, ai_name = names
         try:
             tenant = normalize_tenant(head)
         except ValueError as e:
@@ -179,12 +164,12 @@ class StoreSettings:
     @property
     def cluster_prefix(self) -> str:
         """The start of every URI of this cluster, whatever its tenant."""
-        return f"{SCHEME}://{uri_host(self.san_ip)}:{self.san_port}/"
+        return naming.cluster_prefix(self.san_ip, self.san_port)
 
     @property
     def url_prefix(self) -> str:
         """The start of every URI this store writes: unique per cluster and tenant."""
-        return f"{self.cluster_prefix.rstrip('/')}{uri_tenant(self.tenant)}/app_instances/"
+        return naming.location_prefix(self.san_ip, self.san_port, self.tenant)
 
     def client_config(self) -> ClientConfig:
         return ClientConfig(
@@ -266,9 +251,6 @@ class _Parts:
                 # The cluster keeps it whole (clones do not hold it on EDF, see
                 # tests/unit/test_store_clones.py); glance answers 409 and keeps the image.
                 raise exceptions.InUseByStore() from exc
-
-
-ai_name = ownership.ai_name
 
 
 class ClusterUnavailable(exceptions.RemoteServiceUnavailable, compat.StoreTimeoutError):
@@ -474,7 +456,7 @@ def sharing_backend(conf: Any, backend: str | None, settings: StoreSettings) -> 
     for name, kind in enabled.items():
         if name == backend:
             return None
-        if kind != SCHEME:
+        if kind != DRIVER:
             continue
         with contextlib.suppress(ValueError, cfg.Error, AttributeError):
             group = getattr(conf, name)
@@ -552,7 +534,7 @@ class Store(driver.Store):
 
     @property
     def _name(self) -> str:
-        return self.backend_group or SCHEME
+        return self.backend_group or DRIVER
 
     def _lock_path(self) -> str:
         """``[oslo_concurrency] lock_path``; refusing to start without it.
@@ -637,7 +619,7 @@ class Store(driver.Store):
             enabled = dict(self.conf.enabled_backends or {})
         except cfg.NoSuchOptError:
             return settings.url_prefix
-        datera = [name for name, kind in enabled.items() if kind == SCHEME]
+        datera = [name for name, kind in enabled.items() if kind == DRIVER]
         return settings.cluster_prefix if datera == [self.backend_group] else settings.url_prefix
 
     def _sweep(self, attacher: Attacher) -> None:
@@ -738,7 +720,7 @@ class Store(driver.Store):
         size_gib = _size_gib(image_id, image_size)  # before anything exists on the cluster
         parts = self._configured()
         settings, client = parts.settings, parts.client
-        name = ai_name(image_id)
+        name = naming.ai_name(image_id)
         md5, multihash = _hashers(hashing_algo)  # before the app instance exists
         with _glance_errors(image_id, adding=True):
             parts.connect()
@@ -781,7 +763,7 @@ class Store(driver.Store):
         except BaseException:
             upload.rollback()
             raise
-        uri = settings.url_prefix + image_id
+        uri = settings.url_prefix + naming.uri_leaf(image_id, name)
         metadata = {"store": self.backend_group} if self.backend_group else {}
         LOG.info("Stored image %s (%d bytes) as %s (%s)", image_id, written, name, upload.growth)
         return uri, written, md5.hexdigest(), multihash.hexdigest(), metadata

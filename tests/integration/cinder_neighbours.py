@@ -47,7 +47,7 @@ from typing import Any
 from glance_store import location as glance_location
 from oslo_utils import units
 
-from datera_glance import ownership, upload_state
+from datera_glance import naming, ownership, upload_state
 from datera_glance.edf import ClientConfig, EdfClient
 from datera_glance.simulator import Simulator
 from datera_glance.store import Store, StoreLocation
@@ -249,7 +249,7 @@ def created_only(sim: Simulator) -> str:
                           tenant=TENANT, ssl=False)  # fmt: skip
     with EdfClient(config) as client:
         client.create_app_instance(
-            ownership.ai_name(image_id), uuid=image_id, size_gib=1,
+            naming.ai_name(image_id), uuid=image_id, size_gib=1,
             descr=ownership.marker(image_id),
         )  # fmt: skip
     return image_id

@@ -25,7 +25,7 @@ from datera_glance import store as store_module
 from datera_glance.attach import Attacher
 from datera_glance.cli.errors import CliError
 from datera_glance.edf import EdfClient
-from datera_glance.store import SCHEME, Store, StoreLocation
+from datera_glance.store import DRIVER, SCHEME, Store, StoreLocation
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ _GLANCE_OPTS = [
     cfg.DictOpt("enabled_backends"),
     cfg.StrOpt("os_hash_algo", default="sha512"),
 ]
-DRIVER = "datera"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from oslo_utils import units
 
-from datera_glance import ownership, upload_state
+from datera_glance import naming, ownership, upload_state
 from datera_glance.edf import EdfClient, errors, models
 from datera_glance.ownership import COMPLETE, FOREIGN, ORPHAN, UNTAGGED, UPLOADING
 
@@ -134,7 +134,7 @@ class Inventory:
     ) -> list[Image]:
         """glance's images (and, with ``foreign``, every other app instance of the tenant)."""
         found = []
-        prefix = None if foreign else ownership.LEGACY_AI_PREFIX
+        prefix = None if foreign else naming.LEGACY_AI_PREFIX
         for ai in self.client.list_app_instances(name_prefix=prefix):
             image = self._read(ai)
             if image is not None and (foreign or image.state != FOREIGN) and keep(image):
@@ -146,7 +146,7 @@ class Inventory:
         that is not glance's comes back with state FOREIGN, when there is no image of glance's
         under the other name."""
         other = None
-        for name in (ownership.AI_PREFIX + image_id, ownership.LEGACY_AI_PREFIX + image_id):
+        for name in naming.ai_names(image_id):
             ai = self.client.lookup_app_instance(name)
             image = self._read(ai) if ai is not None else None
             if image is not None and image.state != FOREIGN:
