@@ -32,7 +32,7 @@ DEFAULT_TENANT = "/root"
 DEFAULT_REPLICA_COUNT = 3
 MAX_REPLICA_COUNT = 5  # EDF's volume schema: replica_count 1..5
 PLACEMENT_MODES = ("hybrid", "single_flash", "all_flash")
-DEFAULT_CHUNK_SIZE = 1 * units.Gi
+DEFAULT_GROWTH_STEP = 1 * units.Gi  # datera_chunk_size (the upstream name of the option)
 API_VERSIONS = (versions.AUTO, *versions.NEGOTIATION_ORDER)  # the choices of datera_api_version
 CONNECTORS = ("iscsi", "local")
 DEFAULT_IMAGE_SIZE_GIB = 1
@@ -328,7 +328,7 @@ Possible values:
     Setting(
         cfg.IntOpt(
             "datera_chunk_size",
-            default=DEFAULT_CHUNK_SIZE,
+            default=DEFAULT_GROWTH_STEP,
             min=1,
             help="""
 Growth step, in bytes, for uploads whose size is not known in advance.
@@ -351,6 +351,7 @@ Related options:
     * datera_io_buffer_size
 """,
         ),
+        field="growth_step",
     ),
     Setting(
         cfg.BoolOpt(

@@ -118,7 +118,7 @@ class StoreSettings:
     tenant: str
     replica_count: int
     placement_mode: str
-    chunk_size: int
+    growth_step: int  # datera_chunk_size: bytes an upload of unknown size grows by
     ssl: bool | None
     ssl_verify: bool
     ssl_ca_file: str | None
@@ -159,7 +159,7 @@ class StoreSettings:
 
     @property
     def growth_step_gib(self) -> int:
-        return min(MAX_GROWTH_STEP_GIB, max(1, math.ceil(self.chunk_size / units.Gi)))
+        return min(MAX_GROWTH_STEP_GIB, max(1, math.ceil(self.growth_step / units.Gi)))
 
     @property
     def cluster_prefix(self) -> str:
@@ -675,7 +675,10 @@ class Store(driver.Store):
     def get(
         self, location: Any, offset: int = 0, chunk_size: int | None = None, context: Any = None
     ) -> tuple[Iterator[bytes], int]:
-        """Return ``(iterator, size)`` for ``chunk_size`` bytes (or all) from ``offset``."""
+        """Return ``(iterator, size)`` for ``chunk_size`` bytes (or all) from ``offset``.
+
+        ``chunk_size`` is glance's name for the length of the range, not a buffer size: the
+        data comes in pieces of ``datera_io_buffer_size`` bytes."""
         parts = self._configured()
         loc = self._location(parts, location)
         with _glance_errors(loc.image_id):
