@@ -192,8 +192,8 @@ def judge_upload(judge: Judge, record: UploadRecord, ai_id: str) -> tuple[bool, 
     own = record.host == host_name() and record.pid == pid
     if own and record.process_start in ("", process_start(pid)):
         with _recording_lock:
-            running = ai_id in _recording
-        if running:
+            in_progress = ai_id in _recording
+        if in_progress:
             return True, f"process {pid} on this host (this one) is uploading it"
         return False, f"the upload of process {pid} on this host (this one) has ended"
     return judge.live(record)

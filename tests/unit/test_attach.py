@@ -648,18 +648,18 @@ def test_a_worker_whose_pid_was_reused_does_not_keep_the_device(
 
 
 def test_user_tokens_name_the_process_and_its_start() -> None:
-    """``user_alive``: this process's own token is alive; the same pid with another start time
+    """``user_running``: this process's own token is running; the same pid with another start time
     is not; nor is a token of an older version (pid only: the upgrade restarted every
     process), nor a dead process's."""
     mine = attach.user_token()
     pid, start, unique = mine.split(":")
-    assert pid == str(os.getpid()) and len(unique) == 32 and attach.user_alive(mine)
-    assert not attach.user_alive(f"{pid}:{int(start) + 1}:{unique}")
-    assert not attach.user_alive(f"{pid}:{unique}")
+    assert pid == str(os.getpid()) and len(unique) == 32 and attach.user_running(mine)
+    assert not attach.user_running(f"{pid}:{int(start) + 1}:{unique}")
+    assert not attach.user_running(f"{pid}:{unique}")
     child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
     child.start()
     child.join(30)  # reaped: its pid runs nothing now
-    assert not attach.user_alive(f"{child.pid}:{start}:{unique}")
+    assert not attach.user_running(f"{child.pid}:{start}:{unique}")
 
 
 def test_a_linger_of_a_reused_pid_is_over() -> None:
@@ -669,10 +669,10 @@ def test_a_linger_of_a_reused_pid_is_over() -> None:
     entry = Linger(id="1", boot=lingers.boot, pid=os.getpid(), start=None, until=130.0)
     start = host.start_ticks(os.getpid())
     assert start is not None
-    assert lingers.alive(replace(entry, start=start))
-    assert not lingers.alive(replace(entry, start=str(int(start) + 1)))
-    assert lingers.alive(entry)
-    assert not lingers.alive(replace(entry, until=99.0))
+    assert lingers.live(replace(entry, start=start))
+    assert not lingers.live(replace(entry, start=str(int(start) + 1)))
+    assert lingers.live(entry)
+    assert not lingers.live(replace(entry, until=99.0))
 
 
 def record_path(tmp_path: pathlib.Path) -> pathlib.Path:

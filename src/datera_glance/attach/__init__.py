@@ -38,7 +38,7 @@ from datera_glance.attach.records import (
     AttachRecord,
     LockPathError,
     RecordStore,
-    user_alive,
+    user_running,
     user_token,
     validate_lock_path,
 )
@@ -71,7 +71,7 @@ __all__ = [
     "os_brick_connector_factory",
     "strategy_for",
     "thread_timer",
-    "user_alive",
+    "user_running",
     "user_token",
     "validate_lock_path",
 ]

@@ -224,7 +224,7 @@ class Attacher:
             try:
                 with self._records.locked(key):
                     record = self._records.load(key)
-                    if record.users or self._lingers.alive(record.linger):
+                    if record.users or self._lingers.live(record.linger):
                         continue
                     self._drop(key, record)
                 swept.append(key)

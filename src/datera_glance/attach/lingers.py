@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-from datera_glance.attach.records import Linger, same_process
+from datera_glance.attach.records import Linger, process_running
 from datera_glance.host import boot_id, start_ticks
 
 
@@ -84,12 +84,12 @@ class Lingers:
             timer.cancel()
         return [(key, linger_id) for key, (linger_id, _timer) in pending.items()]
 
-    def alive(self, linger: Linger | None) -> bool:
-        """A linger of this boot whose process still runs and whose time is not up."""
+    def live(self, linger: Linger | None) -> bool:
+        """Is ``linger`` live: of this boot, its process running, its time not up?"""
         return (
             linger is not None
             and linger.boot == self.boot
-            and same_process(linger.pid, linger.start)
+            and process_running(linger.pid, linger.start)
             and linger.until > self._clock()
         )
 

@@ -108,7 +108,7 @@ def user_token() -> str:
     return f"{pid}:{start_ticks(pid) or 0}:{uuid.uuid4().hex}"
 
 
-def user_alive(token: str) -> bool:
+def user_running(token: str) -> bool:
     """Is the process of a record's user still the one that attached? Tokens of older
     versions (no start time) are not: every process was restarted with the upgrade. pid 1
     (init) is never a reader, unless it is this very process (a container's only one)."""
@@ -118,10 +118,10 @@ def user_alive(token: str) -> bool:
     pid = int(match[1])
     if pid <= 1 and pid != os.getpid():
         return False
-    return same_process(pid, match[2])
+    return process_running(pid, match[2])
 
 
-def same_process(pid: int, ticks: str | None) -> bool:
+def process_running(pid: int, ticks: str | None) -> bool:
     """Does the process that had ``pid`` and started at ``ticks`` still run (``ticks`` None:
     does any process ``pid`` run)?"""
     if pid <= 0:
@@ -305,7 +305,7 @@ class RecordStore:
             return AttachRecord()
         if record.boot != self.boot:
             return record.replace(users=())
-        return record.replace(users=tuple(u for u in record.users if user_alive(u)))
+        return record.replace(users=tuple(u for u in record.users if user_running(u)))
 
     def save(self, key: str, record: AttachRecord) -> None:
         """Replace the record atomically (a new 0600 file renamed over it)."""
