@@ -50,13 +50,25 @@ class Release:
         return CONSTRAINTS_DIR / f"{self.name}.txt"
 
 
+def current_release() -> str:
+    """The release ``current.txt`` links to (``./dev test``'s)."""
+    return CURRENT.resolve().stem
+
+
+def release_names(sources: Path = SOURCES) -> list[str]:
+    """Every release of ``sources.toml``, oldest first (``2025.1`` < ``2025.2`` < ``2026.1``)."""
+    releases = tomllib.loads(sources.read_text())["release"]
+    return sorted(releases, key=lambda r: tuple(map(int, r.split("."))))
+
+
 def load_release(name: str | None, sources: Path = SOURCES) -> Release:
     """A release of ``sources.toml``; None: the one ``current.txt`` links to."""
     if name is None:
-        name = CURRENT.resolve().stem
+        name = current_release()
     releases = tomllib.loads(sources.read_text())["release"]
     if name not in releases:
-        raise SystemExit(f"release {name!r} is not in {sources.name}: {', '.join(releases)}")
+        known = ", ".join(release_names(sources))
+        raise SystemExit(f"release {name!r} is not in {sources.name}: {known}")
     spec = releases[name]
     return Release(name, spec["upstream"], dict(spec.get("pins", {})))
 

@@ -19,12 +19,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.constraints import CONSTRAINTS_DIR, CURRENT, ROOT, SOURCES
+from tools.constraints import CONSTRAINTS_DIR, ROOT, SOURCES, current_release, release_names
 
 MATRIX = ROOT / ".cache" / "matrix"
 #: The Store's own suites: glance_store's contract, faults, uploads, reads, on loop media.
@@ -62,9 +61,8 @@ class Row:
 
 def releases(sources: Path = SOURCES) -> list[str]:
     """Every release but the current one, oldest first."""
-    spec = tomllib.loads(sources.read_text())["release"]
-    current = CURRENT.resolve().stem
-    return sorted((r for r in spec if r != current), key=lambda r: tuple(map(int, r.split("."))))
+    current = current_release()
+    return [r for r in release_names(sources) if r != current]
 
 
 def _run(

@@ -135,6 +135,28 @@ def test_calls_per_operation(counted: Counted) -> None:
         )
 
 
+def test_a_process_whose_first_operation_is_a_read(
+    simulator: Simulator, counted: Counted, store_factory: StoreFactory
+) -> None:
+    """A glance-api worker that reads before it ever uploads: its first metadata access asks
+    ``GET /system`` once (the product version decides where metadata lives:
+    ``int_ecosystem_data`` from 3.3, edf/client.py), besides the login; this host's initiator
+    exists already, so its first attach only looks it up."""
+    data = os.urandom(units.Mi + 5)
+    uri = counted.add(iter([data]), len(data))
+    counter = RequestCounter()
+    fresh = Counted(
+        store_factory(
+            simulator, client_factory=lambda config: EdfClient(config, on_request=counter)
+        ),
+        counter,
+    )
+    first = fresh.calls(lambda: fresh.read(uri))
+    assert first == plus(FIRST_CALL, {"GET /system": 1, "GET /initiators/:iqn": 1}, GET)
+    assert fresh.calls(lambda: fresh.read(uri)) == GET
+    counted.store.delete(counted.location(uri))
+
+
 def test_calls_do_not_grow_with_the_tenant(simulator: Simulator, counted: Counted) -> None:
     """2,000 more app instances in the tenant change nothing: every lookup is one GET by
     name (``GET /app_instances/OS-IMAGE-<id>``), never the filtered listing."""
