@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi
 from tests.e2e.test_glance_api import assert_stored
 from tests.plugins.glance import (
     Images,
