@@ -152,7 +152,7 @@ def test_lock_files_are_bounded(tmp_path: pathlib.Path, device: str) -> None:
     old = locks / f"datera-glance-attach-{scope}-{AI_UUID}"
     old.touch()  # an older version's per-image lock file
     for n in range(300):
-        attacher.forget(f"00000000-0000-4000-8000-{n:012d}")
+        attacher.unless_attached(f"00000000-0000-4000-8000-{n:012d}", lambda: None)
     with attacher.attached(client.ai()):
         pass
     attacher.sweep()

@@ -192,10 +192,6 @@ class Attacher:
         finally:
             attachment.close()
 
-    def forget(self, ai_uuid: str) -> None:
-        """Drop this host's record of a deleted app instance, unless someone still uses it."""
-        self.unless_attached(ai_uuid, lambda: None)
-
     def unless_attached(self, ai_uuid: str, action: Callable[[], None]) -> bool:
         """Run ``action`` (deleting the app instance) unless a user on this host has it
         attached, then drop its record; return whether it ran. Holds the attach lock, so no
