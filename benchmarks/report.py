@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from benchmarks import growth_probe, linger_probe, lookup_bench
 from benchmarks.harness import Measurement, MiB, size_label
 from benchmarks.suite import GET_BUFFER, GET_DEPTH, RANGED_SIZE, Case, Config
+from datera_glance import sweep
 
 NOISE = 0.95  # compiled vs python: "within 5 %"
 
@@ -377,7 +377,7 @@ def _store_vs_md5(doc: dict[str, Any]) -> Target | None:
 def _rss(doc: dict[str, Any]) -> list[Target]:
     out = []
     for probe in doc.get("rss", []):
-        limit = 4 * probe["buffer_size"] + 32 * MiB
+        limit = sweep.memory_limit(probe["buffer_size"])
         growth = probe.get("growth")
         out.append(
             Target(
@@ -528,41 +528,47 @@ def evaluate(doc: dict[str, Any]) -> list[Target]:
     return targets
 
 
-def recommend(doc: dict[str, Any]) -> dict[str, Any]:
-    """Buffer size and depth for the compiled core: the best geometric mean of write, read and
-    hashed write medians; among those within 5 % of the best (the noise), the smallest buffer.
-    Only settings whose memory, ``(depth + 2) x buffer``, meets the RSS target
-    (``4 x buffer + 32 MiB``) are candidates."""
+def _sweep_point(doc: dict[str, Any], bs: int, d: int) -> sweep.Point | None:
+    """The compiled core's write, read and hashed write medians at one setting, as the bench's
+    sweep measures them (None when a case is missing)."""
     cfg = doc["config"]
-    groups = (("write", False), ("read", False), ("write", True))
 
     def median(case_id: str) -> float | None:
         case = doc["cases"].get(case_id)
         return case["median"] if case else None
 
-    scores: dict[tuple[int, int], float] = {}
-    for bs in cfg["buffer_sizes"]:
-        for d in cfg["depths"]:
-            vals = []
-            for group, hashing in groups:
-                case = median(_copier_id(group, "compiled", bs, d, hashing))
-                if case is None and hashing:  # older results: hashed at the default depth only
-                    case = median(_copier_id(group, "compiled", bs, cfg["default_depth"], True))
-                vals.append(case)
-            fits = (d + 2) * bs <= 4 * bs + 32 * MiB
-            if fits and all(v is not None for v in vals):
-                scores[(bs, d)] = math.exp(sum(math.log(v) for v in vals if v) / len(vals))
-    if not scores:
+    write = median(_copier_id("write", "compiled", bs, d))
+    read = median(_copier_id("read", "compiled", bs, d))
+    hashed = median(_copier_id("write", "compiled", bs, d, True))
+    if hashed is None:  # older results: hashed at the default depth only
+        hashed = median(_copier_id("write", "compiled", bs, cfg["default_depth"], True))
+    if write is None or read is None or hashed is None:
+        return None
+    return sweep.Point(bs, d, write_MBps=write, read_MBps=read, hashed_write_MBps=hashed)
+
+
+def recommend(doc: dict[str, Any]) -> dict[str, Any]:
+    """Buffer size and depth for the compiled core by ``datera_glance.sweep.recommend``, the
+    rule ``datera-glance bench`` applies (its one home), on the suite's median rates."""
+    cfg = doc["config"]
+    points = [
+        point
+        for bs in cfg["buffer_sizes"]
+        for d in cfg["depths"]
+        if (point := _sweep_point(doc, bs, d)) is not None and point.fits
+    ]
+    best = sweep.recommend(points)
+    if best is None:
         return {}
-    top = max(scores.values())
-    near = sorted((k for k, v in scores.items() if v >= NOISE * top), key=lambda k: (k[0], k[1]))
-    bs, d = near[0]
     return {
-        "datera_io_buffer_size": bs,
-        "datera_io_depth": d,
-        "score_MBps": scores[(bs, d)],
-        "best_score_MBps": top,
-        "scores": {f"{size_label(k[0])}/d{k[1]}": v for k, v in sorted(scores.items())},
+        "datera_io_buffer_size": best.buffer_size,
+        "datera_io_depth": best.depth,
+        "score_MBps": best.score,
+        "best_score_MBps": max(p.score for p in points),
+        "scores": {
+            f"{size_label(p.buffer_size)}/d{p.depth}": p.score
+            for p in sorted(points, key=lambda p: (p.buffer_size, p.depth))
+        },
     }
 
 

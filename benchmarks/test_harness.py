@@ -4,7 +4,9 @@ from interleaved per-round ratios."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from benchmarks import harness as h
 from benchmarks import report, suite
 from benchmarks.harness import MiB
 from benchmarks.suite import Bench
+from datera_glance import sweep
 
 
 def test_pattern_detects_misplaced_data() -> None:
@@ -184,3 +187,44 @@ def test_rounds_change_which_case_follows_which() -> None:
     followers = [{o[i]: o[i + 1] for i in range(len(o) - 1)} for o in orders]
     assert any(f[k] != followers[0][k] for f in followers[1:] for k in f if k in followers[0])
     assert orders == [suite._order(items, r) for r in range(4)]  # the same on every run
+
+
+def test_the_report_recommends_by_the_bench_sweep_rule() -> None:
+    """One rule (``datera_glance.sweep.recommend``): the report's pick on the suite's medians is
+    the pick ``datera-glance bench`` makes on the same rates, memory limit included."""
+    rates = {  # (buffer, depth): (write, read, hashed write)
+        (MiB, 2): (800.0, 800.0, 800.0),
+        (MiB, 4): (960.0, 960.0, 960.0),  # within 5 % of the best, smallest buffer
+        (4 * MiB, 4): (1000.0, 1000.0, 1000.0),
+        (16 * MiB, 8): (5000.0, 5000.0, 5000.0),  # (8 + 2) x 16 MiB > 4 x 16 MiB + 32 MiB
+    }
+    doc = _doc({})
+    doc["config"].update(buffer_sizes=[MiB, 4 * MiB, 16 * MiB], depths=[2, 4, 8], default_depth=2)
+    for (bs, d), (write, read, hashed) in rates.items():
+        for cid, rate in (
+            (report._copier_id("write", "compiled", bs, d), write),
+            (report._copier_id("read", "compiled", bs, d), read),
+            (report._copier_id("write", "compiled", bs, d, True), hashed),
+        ):
+            doc["cases"][cid] = {"median": rate}
+    picked = report.recommend(doc)
+    best = sweep.recommend([sweep.Point(bs, d, *r) for (bs, d), r in rates.items()])
+    assert best is not None and (best.buffer_size, best.depth) == (MiB, 4)
+    assert (picked["datera_io_buffer_size"], picked["datera_io_depth"]) == (
+        best.buffer_size,
+        best.depth,
+    )
+    assert picked["score_MBps"] == best.score
+    assert "16M/d8" not in picked["scores"] and len(picked["scores"]) == 3
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_saved_results_keep_their_recommendation(name: str) -> None:
+    """The saved results re-evaluated with today's rule recommend what they recorded."""
+    doc = json.loads((Path(report.__file__).parent / "results" / f"{name}.json").read_text())
+    recorded = doc["recommendation"]
+    again = report.recommend(doc)
+    assert (again["datera_io_buffer_size"], again["datera_io_depth"]) == (
+        recorded["datera_io_buffer_size"],
+        recorded["datera_io_depth"],
+    )

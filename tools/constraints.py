@@ -119,7 +119,7 @@ def install_set() -> list[str]:
     """Every requirement an environment of the project installs (one resolver run). The
     project's own requirements, not the project: a release its bounds refuse still resolves."""
     sys.path.insert(0, str(ROOT / "src"))
-    from datera_glance.demo.glance_env import GLANCE_REQUIREMENTS, build_requirements
+    from demo.glance_env import GLANCE_REQUIREMENTS, build_requirements
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     own = [*project["dependencies"], *chain(*project.get("optional-dependencies", {}).values())]

@@ -586,7 +586,7 @@ class Store(driver.Store):
         self.READ_CHUNKSIZE = self.WRITE_CHUNKSIZE = settings.io_buffer_size
         self._url_prefix = self._glance_prefix(settings)
         self._parts = _Parts(settings, client, attacher, copier)
-        self._sweep(attacher)
+        self._reclaim(attacher)
         LOG.info(
             "Datera store %s: cluster %s:%s, tenant %s, %s copier core (the cluster is "
             "contacted at the first operation)",
@@ -622,11 +622,11 @@ class Store(driver.Store):
         datera = [name for name, kind in enabled.items() if kind == DRIVER]
         return settings.cluster_prefix if datera == [self.backend_group] else settings.url_prefix
 
-    def _sweep(self, attacher: Attacher) -> None:
+    def _reclaim(self, attacher: Attacher) -> None:
         """Detach what a crashed glance-api of this host left attached (local work only: no
         cluster call, so an outage cannot fail the start)."""
         try:
-            attacher.sweep()
+            attacher.reclaim()
         except Exception:
             LOG.exception("Datera store %s: cleaning up stale attachments failed", self._name)
 

@@ -2,10 +2,11 @@
 
 The installed package's counterpart of the benchmark suite's copier cases: each setting runs a
 plain write, an O_DIRECT read back and a write hashing md5 + sha512 (what an upload does), on
-the copier the Store uses. The recommendation follows the suite's rule: the best geometric
+the copier the Store uses. The recommendation (``recommend``, the one home
+of the rule: ``benchmarks/report.py`` applies it to the suite's medians) is the best geometric
 mean of the three rates; among the settings within 5 % of it (the noise), the smallest buffer;
 only settings whose memory per transfer, ``(depth + 2) x buffer``, stays within
-``4 x buffer + 32 MiB``.
+``memory_limit``, ``4 x buffer + 32 MiB``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ FULL = Plan(
 )
 
 
+def memory_limit(buffer_size: int) -> int:
+    """The memory a transfer may use at ``buffer_size``: the RSS target of the benchmarks too."""
+    return 4 * buffer_size + 32 * units.Mi
+
+
 @dataclass(frozen=True)
 class Point:
     buffer_size: int
@@ -56,7 +62,7 @@ class Point:
 
     @property
     def fits(self) -> bool:
-        return (self.depth + 2) * self.buffer_size <= 4 * self.buffer_size + 32 * units.Mi
+        return (self.depth + 2) * self.buffer_size <= memory_limit(self.buffer_size)
 
 
 class _Source:

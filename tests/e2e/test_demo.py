@@ -1,4 +1,4 @@
-"""``./dev demo`` (``python -m datera_glance.demo``) end to end, small, as a child process."""
+"""``./dev demo`` (``python -m demo``) end to end, small, as a child process."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from datera_glance.demo.glance_env import GlanceVenv, process_tree
+from demo.glance_env import GlanceVenv, process_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
+
+#: ``demo`` is the checkout's top-level directory (not in the wheel): run from the checkout.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo(args: list[str], work: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "datera_glance.demo", "--work-dir", str(work), *args],
+        [sys.executable, "-m", "demo", "--work-dir", str(work), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        cwd=ROOT,
     )
 
 

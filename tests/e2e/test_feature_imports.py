@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi
 from tests.plugins.glance import Images, app_instance, listen_port, payload
 from tests.plugins.glance_features import (
     DATERA,

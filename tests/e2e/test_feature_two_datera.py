@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, datera_store_options
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi, datera_store_options
 from tests.plugins.glance import E2E_INITIATOR, Images, listen_port, payload, wait_until
 from tests.plugins.glance_features import Expected, TwoStoreApis, cluster_bytes, wait_imported
 

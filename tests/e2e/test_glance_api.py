@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, mapped_files
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi, GlanceVenv, mapped_files
 from tests.plugins.glance import (
     Images,
     app_instance,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceVenv, PostgreSQL
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceVenv, PostgreSQL
 from tests.plugins.glance import app_instance, e2e_glance_api, listen_port, payload, wait_until
 from tests.plugins.simulator import loop_devices_on
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi, GlanceVenv, PostgreSQL
 from tests.plugins.glance import payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]

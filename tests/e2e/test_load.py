@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi
 from tests.plugins.core import Usage
 from tests.plugins.glance import Images, app_instance, digests, pattern_stream
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi
 from tests.e2e.test_glance_api import assert_stored
 from tests.plugins.glance import (
     Images,
@@ -80,7 +80,7 @@ def test_back_to_back_reads_share_a_lingering_attachment_until_delete(
     assert app_instance(e2e_cluster, image_id) is None
 
 
-def test_shutdown_ends_lingers_and_a_restart_sweeps_what_a_crash_left(
+def test_shutdown_ends_lingers_and_a_restart_reclaims_what_a_crash_left(
     glance: GlanceClient, glance_api: GlanceApi, e2e_cluster: Simulator, images: Images
 ) -> None:
     data = payload(8 * units.Mi, seed=27)
@@ -104,10 +104,10 @@ def test_shutdown_ends_lingers_and_a_restart_sweeps_what_a_crash_left(
     [record] = records(glance_api, image_id)
     crashed(glance_api)  # SIGKILL to the whole service: no exit hook
     assert records(glance_api, image_id) == [record]  # left behind ...
-    started(glance_api)  # ... until the next start sweeps it (each worker, as it loads)
+    started(glance_api)  # ... until the next start reclaims it (each worker, as it loads)
     wait_until(
         lambda: records(glance_api, image_id) == [],
-        what="the sweep at start",
+        what="the reclaim of stale attachments at start",
         explain=lambda: f"records {records(glance_api, image_id)}",
     )
     assert attach_users(glance_api, image_id) == []

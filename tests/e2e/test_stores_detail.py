@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import GlanceApi, GlanceVenv, datera_store_options, repo_root
 from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import GlanceApi, GlanceVenv, datera_store_options, repo_root
 from tests.plugins.glance import E2E_INITIATOR
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]

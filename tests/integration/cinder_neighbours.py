@@ -348,7 +348,7 @@ def operations(steps: Steps) -> None:
     steps.neighbourhood("gc")
     steps.command("gc dry run", "gc", "--older-than", "0", "--json")
     steps.command("gc --apply", "gc", "--older-than", "0", "--apply", "--json")
-    steps.store_call("sweep", lambda: steps.store.configure(re_raise_bsc=True))
+    steps.store_call("reclaim", lambda: steps.store.configure(re_raise_bsc=True))
     steps.command("ls at the end", "ls", "--all", "--json")
 
 

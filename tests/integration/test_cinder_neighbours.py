@@ -3,10 +3,10 @@
 ``cinder_neighbours.py`` makes them with Datera's SDK as the driver does (in a network
 namespace: dfs-sdk only connects to port 7717), next to glance's images, a killed upload and
 the create request of another, then runs ``ls``, ``show``, ``verify``, ``rm``, ``gc``,
-``Store.add``, ``Store.delete`` (the original driver's tenant-less URIs too) and the attach
-sweep, and records after each which neighbours changed (app instance or bytes). Before the
-ownership rule (``datera_glance.ownership``), ``ls`` listed them as orphans and
-``gc --apply --older-than 0`` deleted them.
+``Store.add``, ``Store.delete`` (the original driver's tenant-less URIs too) and the
+reclaim of stale attachments, and records after each which neighbours changed (app instance
+or bytes). Before the ownership rule (``datera_glance.ownership``), ``ls`` listed them as
+orphans and ``gc --apply --older-than 0`` deleted them.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def test_every_neighbour_survives_to_the_end(seen: dict[str, Any]) -> None:
     assert f"OS-IMAGE-{seen['images']['rm']['A']}" not in seen["ours_left"]
     assert step(seen, "delete B")["raised"] is None
     assert f"OS-IMAGE-{seen['images']['delete']['B']}" not in seen["ours_left"]
-    assert step(seen, "sweep")["raised"] is None
+    assert step(seen, "reclaim")["raised"] is None
     assert seen["neighbours_left"] == seen["neighbours"]
     assert all(not s["changed"] for s in seen["steps"]), [s["step"] for s in seen["steps"]]
     listed = doc(step(seen, "ls at the end"))["images"]

@@ -170,9 +170,6 @@ def test_every_operation(edf: Connected) -> None:
     assert stored["type"] == "image"
     assert client.get_metadata(ai.id) == {"checksum": "abc", "length": 12345, "type": "image"}
 
-    client.remove_acl_initiator(ai.id, initiator.path)
-    assert client.get_acl(ai.id) == []
-
     client.delete_app_instance(ai.id)
     with pytest.raises(errors.NotFound) as info:
         client.get_app_instance(ai.id)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from datera_glance.demo import glance_env
+from demo import glance_env
 from tools import constraints, latest, matrix
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -68,6 +68,18 @@ def test_wheel_carries_the_license(dist: Path) -> None:
     assert "License-Expression: Apache-2.0" in text
 
 
+def test_wheel_has_no_test_harness(dist: Path) -> None:
+    """The glance-api harness (``demo``: venv builder, PostgreSQL, uwsgi) stays in the
+    checkout; the wheel holds what a glance-api host or an operator runs."""
+    with zipfile.ZipFile(_wheel(dist)) as wheel:
+        names = wheel.namelist()
+    assert "datera_glance/store.py" in names and "datera_glance/cli/__main__.py" in names
+    assert "datera_glance/simulator/__init__.py" in names  # devstack runs it
+    assert not [n for n in names if "/demo/" in f"/{n}"], "the harness is in the wheel"
+    top = {n.split("/")[0] for n in names}
+    assert top <= {"datera_glance", f"{NAME}.dist-info", f"{NAME}.data"}, top
+
+
 def test_wheel_has_the_compiled_core_only(dist: Path) -> None:
     wheel = _wheel(dist)
     assert "-cp3" in wheel.name and wheel.name.endswith(".whl") and "none-any" not in wheel.name

@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import (
+from datera_glance.host import group_members, stat_fields
+from datera_glance.simulator import Simulator
+from demo.glance_client import GlanceClient
+from demo.glance_env import (
     GlanceApi,
     GlanceVenv,
     PostgreSQL,
@@ -36,8 +38,6 @@ from datera_glance.demo.glance_env import (
     open_files,
     repo_root,
 )
-from datera_glance.host import group_members, stat_fields
-from datera_glance.simulator import Simulator
 from tests.plugins.simulator import loop_devices_on
 from tools.constraints import pinned
 

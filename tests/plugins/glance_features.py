@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import (
+from datera_glance.simulator import Simulator
+from datera_glance.upload_state import MULTIHASH, MULTIHASH_ALGO
+from demo.glance_client import GlanceClient
+from demo.glance_env import (
     GlanceApi,
     GlanceVenv,
     PostgreSQL,
     datera_store_options,
 )
-from datera_glance.simulator import Simulator
-from datera_glance.upload_state import MULTIHASH, MULTIHASH_ALGO
 from tests.plugins.glance import E2E_INITIATOR, app_instance, listen_port, wait_until
 
 LOG = logging.getLogger(__name__)

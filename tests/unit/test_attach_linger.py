@@ -204,18 +204,18 @@ def test_another_process_joins_and_a_crash_is_swept_at_the_next_start(host: Host
     assert host.conn.disconnects == []
 
     restarted = host.make()  # glance-api starts again
-    assert len(restarted.sweep()) == 1
+    assert len(restarted.reclaim()) == 1
     assert len(host.conn.disconnects) == 1
     assert host.records() == []
 
 
-def test_sweep_keeps_live_readers_and_lingers(host: Host) -> None:
+def test_reclaim_keeps_live_readers_and_lingers(host: Host) -> None:
     reader = host.attacher.attach(host.ai())
-    assert host.make().sweep() == []  # a live reader
+    assert host.make().reclaim() == []  # a live reader
     reader.close()
-    assert host.make().sweep() == []  # a live linger, its time not up
+    assert host.make().reclaim() == []  # a live linger, its time not up
     host.clock.now += 31  # time is up and the timer was lost
-    assert len(host.make().sweep()) == 1
+    assert len(host.make().reclaim()) == 1
     assert len(host.conn.disconnects) == 1
 
 
@@ -224,14 +224,14 @@ def _attach_and_die(attacher: attach.Attacher, ai: models.AppInstance) -> None:
     os._exit(0)  # killed while reading
 
 
-def test_sweep_detaches_what_a_dead_reader_held(host: Host) -> None:
+def test_reclaim_detaches_what_a_dead_reader_held(host: Host) -> None:
     proc = multiprocessing.get_context("fork").Process(
         target=_attach_and_die, args=(host.attacher, host.ai())
     )
     proc.start()
     proc.join(30)
     assert proc.exitcode == 0
-    assert len(host.make().sweep()) == 1
+    assert len(host.make().reclaim()) == 1
     assert len(host.conn.disconnects) == 1
     assert host.records() == []
 
@@ -254,10 +254,11 @@ def _zombie(body: Callable[[], object]) -> int:
 
 
 @pytest.mark.parametrize("left", ["reader", "linger"])
-def test_sweep_takes_a_dead_but_unreaped_process_for_dead(host: Host, left: str) -> None:
+def test_reclaim_takes_a_dead_but_unreaped_process_for_dead(host: Host, left: str) -> None:
     """``kill(pid, 0)`` succeeds on a zombie; after a crash of glance-api its workers stay
     zombies until init reaps them (1-2 s on the CI machine), which is when the restarted
-    workers sweep: an unexpired linger (or a reader) of a zombie must not count as alive."""
+    workers reclaim stale attachments: an unexpired linger (or a reader) of a zombie must not
+    count as alive."""
     ai = host.ai()
 
     def attach_then_exit() -> None:
@@ -267,7 +268,7 @@ def test_sweep_takes_a_dead_but_unreaped_process_for_dead(host: Host, left: str)
 
     pid = _zombie(attach_then_exit)
     try:
-        assert len(host.make().sweep()) == 1
+        assert len(host.make().reclaim()) == 1
         assert len(host.conn.disconnects) == 1
         assert host.records() == []
     finally:
@@ -288,6 +289,6 @@ def test_records_of_an_earlier_boot_are_dropped_not_disconnected(host: Host) -> 
     assert len(host.conn.disconnects) == 1  # only the new attachment's
 
     path.write_text(json.dumps(record))
-    assert len(restarted.sweep()) == 1
+    assert len(restarted.reclaim()) == 1
     assert len(host.conn.disconnects) == 1  # dropped, nothing to disconnect
     assert host.records() == []

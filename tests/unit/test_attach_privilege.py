@@ -118,7 +118,7 @@ def test_forged_records_drive_no_privileged_call(
     connector: str,
     in_process_privsep: None,
 ) -> None:
-    """Records a start's sweep reads (no user, this boot): a path through /dev/.., a
+    """Records a start's reclaim reads (no user, this boot): a path through /dev/.., a
     symlink, a root-owned block device that is not the record's. None changes an owner."""
     dev = loop_device(1 << 20)
     shm_link = pathlib.Path("/dev/shm") / f"datera-glance-test-{os.getpid()}"
@@ -153,7 +153,7 @@ def test_forged_records_drive_no_privileged_call(
                 "boot": host.boot_id(),
             }
             record_path(tmp_path).write_text(json.dumps(forged))
-            attacher.sweep()
+            attacher.reclaim()
             assert not record_path(tmp_path).exists()
             assert _owner(victim) == _owner(dev) == 0, path
     finally:

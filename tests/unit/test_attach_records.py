@@ -99,14 +99,14 @@ def test_a_symlinked_record_is_not_followed(
 def test_a_record_with_a_bad_linger_is_swept(
     tmp_path: pathlib.Path, device: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Before: ``linger.pid: "zz"`` made every sweep fail on int("zz"), so the record was
+    """Before: ``linger.pid: "zz"`` made every reclaim fail on int("zz"), so the record was
     never cleaned."""
     client, conn = FakeClient(make_si()), FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn)
     linger = {"id": "a" * 32, "pid": "zz", "start": "1", "boot": host.boot_id(), "until": 1e12}
     record_path(tmp_path).write_text(_record(device, [], linger=linger))
     with caplog.at_level("WARNING", logger="datera_glance.attach"):
-        attacher.sweep()
+        attacher.reclaim()
     assert not record_path(tmp_path).exists()
     assert "Ignoring attach record" in caplog.text
 
@@ -122,7 +122,7 @@ def test_a_user_token_for_pid_1_does_not_keep_a_record_forever(
     client, conn = FakeClient(make_si()), FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn)
     record_path(tmp_path).write_text(_record(device, [token]))
-    assert attacher.sweep()
+    assert attacher.reclaim()
     assert not record_path(tmp_path).exists()
     assert len(conn.disconnects) == 1  # the device it held is detached
 
@@ -137,13 +137,13 @@ def test_users_of_an_earlier_boot_do_not_count(tmp_path: pathlib.Path, device: s
     record_path(tmp_path).write_text(json.dumps(record))
     with attacher.attached(client.ai()):
         assert len(conn.connects) == 1  # not joined
-    attacher.sweep()
+    attacher.reclaim()
     assert not record_path(tmp_path).exists()
 
 
 def test_lock_files_are_bounded(tmp_path: pathlib.Path, device: str) -> None:
     """Before: one lock file per image ever touched (failed uploads included), never
-    deleted. Now a fixed number of striped lock files per cluster and tenant, and a sweep
+    deleted. Now a fixed number of striped lock files per cluster and tenant, and a reclaim
     removes the per-image ones older versions left."""
     client, conn = FakeClient(make_si()), FakeConnector(device)
     attacher = make_attacher(tmp_path, client, conn)
@@ -152,10 +152,10 @@ def test_lock_files_are_bounded(tmp_path: pathlib.Path, device: str) -> None:
     old = locks / f"datera-glance-attach-{scope}-{AI_UUID}"
     old.touch()  # an older version's per-image lock file
     for n in range(300):
-        attacher.forget(f"00000000-0000-4000-8000-{n:012d}")
+        attacher.unless_attached(f"00000000-0000-4000-8000-{n:012d}", lambda: None)
     with attacher.attached(client.ai()):
         pass
-    attacher.sweep()
+    attacher.reclaim()
     files = sorted(p.name for p in locks.iterdir())
     assert len(files) <= 64, files[:5]
     assert old.name not in files

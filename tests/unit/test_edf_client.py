@@ -674,14 +674,11 @@ MEMBERS = ACL + "/initiators"
 MINE = "/initiators/mine"
 
 
-def test_acl_add_and_remove_use_the_atomic_member_operation() -> None:
+def test_acl_add_uses_the_atomic_member_operation() -> None:
     fake = FakeSession().on("PUT", MEMBERS, ok({}))
-    client = make_client(fake)
-    client.add_acl_initiator("x", MINE)
-    client.remove_acl_initiator("x", MINE)
+    make_client(fake).add_acl_initiator("x", MINE)
     assert [(c.method, c.path, c.body) for c in fake.api_calls()] == [
         ("PUT", MEMBERS, {"op": "add", "path": MINE}),
-        ("PUT", MEMBERS, {"op": "remove", "path": MINE}),
     ]
 
 
@@ -700,27 +697,6 @@ def test_acl_add_409_after_a_lost_response_is_fine() -> None:
     )
     make_client(fake).add_acl_initiator("x", MINE)
     assert len(fake.api_calls()) == 2
-
-
-def test_acl_remove_absent_entry_is_fine() -> None:
-    # EDF (and the simulator) answer 404 NotFoundError for an entry that is not in the ACL;
-    # one GET tells that apart from a missing app instance.
-    fake = FakeSession().on("PUT", MEMBERS, edf_error(404, "NotFoundError", f"{MINE} not in ACL"))
-    fake.on("GET", ACL, ok({"initiators": [{"path": "/initiators/other"}]}))
-    make_client(fake).remove_acl_initiator("x", MINE)
-    assert [(c.method, c.path) for c in fake.api_calls()] == [("PUT", MEMBERS), ("GET", ACL)]
-
-
-@pytest.mark.parametrize("listed", [False, True], ids=["app-instance-gone", "entry-still-there"])
-def test_acl_remove_404_that_is_not_an_absent_entry_raises(listed: bool) -> None:
-    fake = FakeSession().on("PUT", MEMBERS, edf_error(404, "NotFoundError", "nope"))
-    if listed:
-        fake.on("GET", ACL, ok({"initiators": [{"path": MINE}]}))
-    else:
-        fake.on("GET", ACL, edf_error(404, "NotFoundError", "App instance x does not exist"))
-    with pytest.raises(errors.NotFound):
-        make_client(fake).remove_acl_initiator("x", MINE)
-    assert all(c.method != "PUT" or c.path == MEMBERS for c in fake.api_calls())
 
 
 @pytest.mark.parametrize(
@@ -772,37 +748,11 @@ def test_acl_add_falls_back_to_full_lists(refusal: FakeResponse) -> None:
     assert [c.path for c in fake.api_calls()].count(MEMBERS) == 1
 
 
-def test_acl_fallback_add_present_and_remove_absent_do_not_write() -> None:
+def test_acl_fallback_add_present_does_not_write() -> None:
     current = {"initiators": [{"path": MINE}], "initiator_groups": []}
     fake = FakeSession().on("GET", ACL, ok(current))  # no member route
-    client = make_client(fake)
-    client.add_acl_initiator("x", MINE)
-    client.remove_acl_initiator("x", "/initiators/gone")
-    assert [(c.method, c.path) for c in fake.api_calls()] == [
-        ("PUT", MEMBERS),
-        ("GET", ACL),
-        ("GET", ACL),
-    ]
-
-
-@pytest.mark.parametrize("refusal", NO_MEMBER_OP)
-def test_acl_fallback_remove_keeps_others(refusal: FakeResponse) -> None:
-    current = {
-        "initiators": [{"path": "/initiators/a"}, {"path": "/initiators/b"}],
-        "initiator_groups": [],
-    }
-    fake = FakeSession().on("PUT", MEMBERS, refusal)
-    fake.on("GET", ACL, ok(current)).on("PUT", ACL, ok({}))
-    make_client(fake).remove_acl_initiator("x", "/initiators/a")
-    assert [(c.method, c.path) for c in fake.api_calls()] == [
-        ("PUT", MEMBERS),
-        ("GET", ACL),
-        ("PUT", ACL),
-    ]
-    assert fake.api_calls()[-1].body == {
-        "initiators": [{"path": "/initiators/b"}],
-        "initiator_groups": [],
-    }
+    make_client(fake).add_acl_initiator("x", MINE)
+    assert [(c.method, c.path) for c in fake.api_calls()] == [("PUT", MEMBERS), ("GET", ACL)]
 
 
 def test_acl_member_operation_on_the_simulator(simulator: Simulator) -> None:
@@ -826,16 +776,14 @@ def test_acl_member_operation_on_the_simulator(simulator: Simulator) -> None:
         client.add_acl_initiator(ai.id, a)  # 409: already present
         client.add_acl_initiator(ai.id, b)
         assert client.get_acl(ai.id) == [a, b]
-        client.remove_acl_initiator(ai.id, a)
-        client.remove_acl_initiator(ai.id, a)  # 404 NotFoundError: not in the ACL
-        assert client.get_acl(ai.id) == [b]
         with pytest.raises(errors.NotFound):
-            client.remove_acl_initiator("OS-IMAGE-none", b)
+            client.add_acl_initiator("OS-IMAGE-none", b)
+        c = client.ensure_initiator("iqn.2026-11.org.example:host-c", "host-c").path
         simulator.add_fault("PUT", r"/acl_policy/initiators$", status=405, count=None)
-        client.add_acl_initiator(ai.id, a)  # read-modify-write
-        client.remove_acl_initiator(ai.id, b)
+        client.add_acl_initiator(ai.id, c)  # read-modify-write
+        client.add_acl_initiator(ai.id, a)  # present: nothing written
         [state] = simulator.state()["app_instances"]
-        assert state["acl"] == [a]
+        assert state["acl"] == [a, b, c]
         client.delete_app_instance(ai.id)
 
 

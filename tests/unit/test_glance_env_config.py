@@ -7,7 +7,7 @@ import configparser
 from pathlib import Path
 from typing import Any, cast
 
-from datera_glance.demo.glance_env import GlanceApi
+from demo.glance_env import GlanceApi
 
 
 class _Venv:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from datera_glance import host
-from datera_glance.demo.glance_env import GlanceApi
+from demo.glance_env import GlanceApi
 
 # A master that dies on SIGTERM and a worker that ignores it, in a process group of their own:
 # what uwsgi leaves when its master goes and a busy worker does not.

@@ -3,7 +3,7 @@
 The room's parts, each with one concern:
 
 - ``attacher``: ``Attacher`` orchestrates (cluster initiator, ACL and CHAP; connect; lend;
-  record; linger; release; sweep) and ``Attachment`` is one user's hold.
+  record; linger; release; reclaim of stale attachments) and ``Attachment`` is one user's hold.
 - ``connectors``: one ``ConnectorStrategy`` per kind of connection (``LocalStrategy``,
   ``IscsiStrategy``, ``IscsiMultipathStrategy``), chosen once by ``strategy_for``.
 - ``records``: the typed attach record (``AttachRecord``) and its store under ``lock_path``

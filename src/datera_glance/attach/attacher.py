@@ -12,8 +12,8 @@ stays, without users), so back-to-back reads of one image attach once. The proce
 released it last ends the linger with a timer; a reader that comes meanwhile, from any process,
 joins it. ``close()`` (also run at interpreter exit) ends this process's lingers; the records a
 crashed process left (no live user, no live linger, or an earlier boot) are detached by
-``sweep()`` when the store starts again. A record's device is verified before it is used: by
-the cluster's view when joining, by the host's own when sweeping.
+``reclaim()`` when the store starts again. A record's device is verified before it is used: by
+the cluster's view when joining, by the host's own when reclaiming.
 """
 
 from __future__ import annotations
@@ -192,10 +192,6 @@ class Attacher:
         finally:
             attachment.close()
 
-    def forget(self, ai_uuid: str) -> None:
-        """Drop this host's record of a deleted app instance, unless someone still uses it."""
-        self.unless_attached(ai_uuid, lambda: None)
-
     def unless_attached(self, ai_uuid: str, action: Callable[[], None]) -> bool:
         """Run ``action`` (deleting the app instance) unless a user on this host has it
         attached, then drop its record; return whether it ran. Holds the attach lock, so no
@@ -216,10 +212,11 @@ class Attacher:
         for key, linger_id in self._lingers.take_all():
             self._end_linger(key, linger_id)
 
-    def sweep(self) -> list[str]:
-        """Detach what dead processes of this host left attached to this cluster and tenant:
-        records without a live user or a live linger. Run when the store starts."""
-        swept = []
+    def reclaim(self) -> list[str]:
+        """Reclaim stale attachments: detach what dead processes of this host left attached to
+        this cluster and tenant (records without a live user or a live linger). Run when the
+        store starts."""
+        reclaimed = []
         for key in self._records.stored_keys():
             try:
                 with self._records.locked(key):
@@ -227,14 +224,14 @@ class Attacher:
                     if record.users or self._lingers.live(record.linger):
                         continue
                     self._drop(key, record)
-                swept.append(key)
+                reclaimed.append(key)
             except Exception:
                 LOG.exception("Could not clean up the attach record %s", key)
-        if swept:
-            LOG.info("Detached %d attachments left by stopped processes", len(swept))
+        if reclaimed:
+            LOG.info("Detached %d attachments left by stopped processes", len(reclaimed))
         with contextlib.suppress(OSError):
             self._records.remove_old_lock_files()
-        return swept
+        return reclaimed
 
     def host_initiator(self) -> models.Initiator:
         """This host's initiator, registered on the cluster (shared; never removed)."""

@@ -7,7 +7,8 @@ LOCAL connector on the simulator's device path), ``IscsiStrategy`` (one portal) 
 ``IscsiMultipathStrategy`` (every portal of ``access.ips``, a dm-multipath device). A strategy
 owns its os-brick connector (built once), the connection properties, how a record's device is
 recognised as an app instance's (from the cluster's view at attach, from the host's own view
-at a sweep) and what the host needs for it (``check``). Nothing else tests the connector kind.
+when reclaiming stale attachments) and what the host needs for it (``check``). Nothing else
+tests the connector kind.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class ConnectorStrategy:
 
     def still_attached(self, device: AttachedDevice) -> bool:
         """Does the host itself still show a record's device as what its properties
-        connected? Only then may a sweep (no cluster) hand them to os-brick's disconnect."""
+        connected? Only then may reclaiming (no cluster) hand them to os-brick's disconnect."""
         raise NotImplementedError
 
     def prerequisites(self, configured_initiator: str | None) -> Iterator[Prerequisite]:

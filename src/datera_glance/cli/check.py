@@ -21,7 +21,7 @@ from oslo_config import cfg
 from oslo_utils import units
 
 from datera_glance import host, upload_state
-from datera_glance.cli import cinder, config, images, output, verify
+from datera_glance.cli import cinder, config, images, integrity, output
 from datera_glance.cli.errors import explain
 from datera_glance.edf import errors as edf
 from datera_glance.edf import product
@@ -199,7 +199,7 @@ def _write_test(target: config.BackendTarget) -> Iterator[Result]:
         uri = target.store.add(image_id, io.BytesIO(data), len(data), target.hash_algo)[0]
         judge = upload_state.Judge(max_age=0.0)
         image = images.Inventory(target.client, target.settings.tenant, judge).find(image_id)
-        result = verify.check_image(target, image) if image else {"status": "not listed"}
+        result = integrity.check_image(target, image) if image else {"status": "not listed"}
     except Exception as exc:
         problem = explain(exc)
         yield Result("write test", ERROR, problem.message, problem.fix)
@@ -207,7 +207,7 @@ def _write_test(target: config.BackendTarget) -> Iterator[Result]:
     finally:
         if uri is not None:
             target.store.delete(target.location(uri))
-    if result["status"] != verify.OK:
+    if result["status"] != integrity.OK:
         yield Result("write test", ERROR, f"image {image_id}: {result['status']}")
         return
     yield Result("O_DIRECT", OK, "an attached device took O_DIRECT writes and reads")

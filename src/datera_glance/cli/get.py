@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from datera_glance.cli import config, output, show
+from datera_glance.cli import config, images, output
 from datera_glance.cli.errors import CliError
 from datera_glance.cli.progress import Progress, counted
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json and args.output is None:
         raise CliError("--json needs -o FILE", "stdout carries the image data otherwise")
     with config.opened(args) as target:
-        image = show.find(target, args.image_id, 0.0)
+        image = images.require(target, args.image_id, 0.0)
         location = target.location(target.uri(image.ai.name))
         chunks, size = target.store.get(location, offset=args.offset, chunk_size=args.length)
         progress = Progress("get", size)

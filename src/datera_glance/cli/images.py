@@ -12,13 +12,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_utils import units
 
 from datera_glance import naming, ownership, upload_state
+from datera_glance.cli.errors import CliError
 from datera_glance.edf import EdfClient, errors, models
 from datera_glance.ownership import COMPLETE, FOREIGN, ORPHAN, UNTAGGED, UPLOADING
+
+if TYPE_CHECKING:
+    from datera_glance.cli.config import BackendTarget
 
 __all__ = ["COMPLETE", "FOREIGN", "ORPHAN", "UNTAGGED", "UPLOADING", "Image", "Inventory"]
 
@@ -161,3 +165,22 @@ class Inventory:
         except errors.NotFound:
             return None
         return self._read(ai)
+
+
+def require(target: BackendTarget, image_id: str, max_age: float) -> Image:
+    """The image ``image_id`` of the target's tenant; CliError when there is none or it is not
+    glance's (show, get, rm and verify name one image this way)."""
+    judge = upload_state.Judge(max_age=max_age)
+    image = Inventory(target.client, target.settings.tenant, judge).find(image_id)
+    if image is None:
+        raise CliError(
+            f"no image {image_id} in tenant {target.settings.tenant}",
+            "datera-glance ls lists the images",
+        )
+    if image.state == FOREIGN:
+        raise CliError(
+            f"no image {image_id} in tenant {target.settings.tenant}: app instance "
+            f"{image.ai.name} is not glance's ({image.why})",
+            "datera-glance leaves it alone; ls --all lists what is not glance's",
+        )
+    return image

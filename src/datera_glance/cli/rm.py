@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from datera_glance import upload_state
-from datera_glance.cli import config, images, output, show
+from datera_glance.cli import config, images, output
 from datera_glance.cli.errors import CliError
 
 EXAMPLE = """example:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     output.setup_logging(args.verbose)
     with config.opened(args) as target:
-        image = show.find(target, args.image_id, upload_state.DEFAULT_MAX_AGE)
+        image = images.require(target, args.image_id, upload_state.DEFAULT_MAX_AGE)
         if image.state == images.UPLOADING:
             raise CliError(
                 f"image {image.id} is being uploaded ({image.why})",

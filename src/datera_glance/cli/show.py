@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from datera_glance import upload_state
 from datera_glance.cli import config, images, output
-from datera_glance.cli.errors import CliError
 
 EXAMPLE = """example:
   datera-glance show --config-file /etc/glance/glance-api.conf \\
@@ -19,24 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     images.add_older_than(parser)
     config.add_config_arguments(parser)
     output.add_output_arguments(parser)
-
-
-def find(target: config.BackendTarget, image_id: str, max_age: float) -> images.Image:
-    """The image ``image_id`` of the target's tenant; CliError when there is none."""
-    judge = upload_state.Judge(max_age=max_age)
-    image = images.Inventory(target.client, target.settings.tenant, judge).find(image_id)
-    if image is None:
-        raise CliError(
-            f"no image {image_id} in tenant {target.settings.tenant}",
-            "datera-glance ls lists the images",
-        )
-    if image.state == images.FOREIGN:
-        raise CliError(
-            f"no image {image_id} in tenant {target.settings.tenant}: app instance "
-            f"{image.ai.name} is not glance's ({image.why})",
-            "datera-glance leaves it alone; ls --all lists what is not glance's",
-        )
-    return image
 
 
 def describe(target: config.BackendTarget, image: images.Image) -> dict[str, Any]:
@@ -86,7 +66,7 @@ def _print(doc: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     output.setup_logging(args.verbose)
     with config.opened(args) as target:
-        doc = describe(target, find(target, args.image_id, args.older_than))
+        doc = describe(target, images.require(target, args.image_id, args.older_than))
     if args.json:
         output.emit_json(doc)
     else:

@@ -130,21 +130,6 @@ class AccessControl:
             ai, si, lambda paths: paths if initiator_path in paths else [*paths, initiator_path]
         )
 
-    def remove_acl_initiator(
-        self, ai: AiRef, initiator_path: str, *, si: str = "storage-1"
-    ) -> None:
-        """Remove one initiator from the ACL, keeping every other entry; idempotent."""
-        try:
-            if self._acl_member(ai, si, "remove", initiator_path):
-                return
-        except errors.NotFound:
-            # An absent entry is a 404 like a missing app instance: ask which (a missing app
-            # instance raises NotFound from here).
-            if initiator_path in self.get_acl(ai, si=si):
-                raise
-            return
-        self._modify_acl(ai, si, lambda paths: [p for p in paths if p != initiator_path])
-
     def set_chap(self, ai: AiRef, username: str, password: str, *, si: str = "storage-1") -> None:
         """Require CHAP on the storage instance's target with these credentials."""
         body = {"type": "chap", "target_user_name": username, "target_pswd": password}

@@ -17,7 +17,7 @@ from typing import Any
 
 
 def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[[Any], Any]:
-    """paste.deploy entry: ``paste.filter_factory = datera_glance.demo.noauth:filter_factory``."""
+    """paste.deploy entry: ``paste.filter_factory = demo.noauth:filter_factory``."""
     import glance.context
     from glance.api.middleware.context import UnauthenticatedContextMiddleware
 

@@ -61,13 +61,16 @@ _SNAPSHOT_IGNORE = ("__pycache__", "*.so", "*.c", "*.egg-info", "*.pyc")
 _PIP_NOISE = "is ignored: it is neither a file nor a directory"
 _STALE_BUILD_SECONDS = 2 * 24 * 3600
 # The paste pipeline (flavor) the harness adds: glance's default one with the context filter of
-# ``datera_glance.demo.noauth`` (a project for every request, so imports can create tasks).
+# ``demo.noauth`` (a project for every request, so imports can create tasks).
 _PASTE_FLAVOR = "datera-noauth"
+# The one harness module glance-api itself imports; the build carries it beside the package
+# (the wheel does not: the harness is a checkout's, not a glance-api host's).
+_PASTE_MODULE = Path("demo") / "noauth.py"
 
 
 def repo_root() -> Path:
     """The source checkout this module belongs to (the harness needs one: it builds from it)."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file() or not (root / "src" / "datera_glance").is_dir():
         raise RuntimeError(f"{root} is not a datera-glance source checkout")
     return root
@@ -191,6 +194,14 @@ def mapped_files(pids: Sequence[int]) -> set[str]:
     return found
 
 
+def _add_paste_module(snapshot: Path, staged: Path) -> None:
+    """Put ``demo.noauth`` beside the installed package, alone in its ``demo`` package."""
+    package = staged / _PASTE_MODULE.parent
+    package.mkdir()
+    (package / "__init__.py").write_text('"""The harness\'s paste filter for glance-api."""\n')
+    shutil.copy2(snapshot / _PASTE_MODULE, package / _PASTE_MODULE.name)
+
+
 class GlanceVenv:
     """glance 33's own virtualenv plus a build of this project that glance-api imports.
 
@@ -287,6 +298,7 @@ class GlanceVenv:
 
     def _source_files(self) -> list[Path]:
         files = [self.repo / name for name in _SNAPSHOT_FILES if (self.repo / name).is_file()]
+        files.append(self.repo / _PASTE_MODULE)
         # etc/: the wheel's data files (pyproject's [tool.setuptools.data-files]).
         for path in sorted([*(self.repo / "src").rglob("*"), *(self.repo / "etc").rglob("*")]):
             rel = path.relative_to(self.repo)
@@ -333,6 +345,7 @@ class GlanceVenv:
                 ],
                 log_file=work / "build.log",
             )
+            _add_paste_module(snapshot, staged)
             (staged / ".complete").write_text(str(time.time()))
             shutil.rmtree(target, ignore_errors=True)
             staged.rename(target)
@@ -744,7 +757,7 @@ py-sys-executable = {self.venv.python}
             + paste[section.end() :]
             + composites
             + "\n[filter:datera-noauth-context]\n"
-            + "paste.filter_factory = datera_glance.demo.noauth:filter_factory\n"
+            + "paste.filter_factory = demo.noauth:filter_factory\n"
         )
         (self.etc_dir / "glance-api-paste.ini").write_text(paste)
 

@@ -20,16 +20,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO, TextIO
+from typing import Any
 
 from oslo_utils import units
 
-from datera_glance.demo.glance_client import GlanceClient
-from datera_glance.demo.glance_env import (
+from datera_glance.cli.progress import CountingReader, Progress
+from demo.glance_client import GlanceClient
+from demo.glance_env import (
     GlanceApi,
     GlanceVenv,
     SimulatorProcess,
@@ -40,48 +40,6 @@ from datera_glance.demo.glance_env import (
 
 BACKEND = "datera1"
 INITIATOR = "iqn.2026-11.org.datera-glance:demo-host"
-
-
-class Progress:
-    """A one-line progress bar on a terminal; a line per quarter otherwise."""
-
-    def __init__(self, label: str, total: int, out: TextIO = sys.stderr) -> None:
-        self.label = label
-        self.total = max(total, 1)
-        self.done = 0
-        self.out = out
-        self.tty = out.isatty()
-        self.start = time.monotonic()
-        self._last_draw = 0.0
-        self._last_quarter = -1
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.tty and now - self._last_draw >= 0.1:
-            self._last_draw = now
-            self._draw(end="")
-        elif not self.tty and self.done * 4 // self.total > self._last_quarter:
-            self._last_quarter = self.done * 4 // self.total
-            self._draw(end="\n")
-
-    def _draw(self, end: str) -> None:
-        frac = min(self.done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = self.done / max(time.monotonic() - self.start, 1e-6) / 1e6
-        self.out.write(
-            f"\r  {self.label:<9}[{bar:<30}] "
-            f"{self.done / units.Mi:8.1f}/{self.total / units.Mi:.1f} MiB"
-            f" {frac:4.0%} {rate:7.0f} MB/s{end}"
-        )
-        self.out.flush()
-
-    def finish(self) -> float:
-        """Draw the final state; return the elapsed seconds."""
-        elapsed = time.monotonic() - self.start
-        if self.tty:
-            self._draw(end="\n")
-        return elapsed
 
 
 class Hasher:
@@ -136,7 +94,7 @@ def generate(path: Path, size: int, seed: int = 2026) -> tuple[str, str]:
             chunk = bytes(base[: min(block, size - start)])
             f.write(chunk)
             hasher.update(chunk)
-            progress(len(chunk))
+            progress.update(len(chunk))
     progress.finish()
     return hasher.result()
 
@@ -147,22 +105,9 @@ def hash_file(path: Path) -> tuple[str, str]:
     with path.open("rb") as f:
         while chunk := f.read(4 * units.Mi):
             hasher.update(chunk)
-            progress(len(chunk))
+            progress.update(len(chunk))
     progress.finish()
     return hasher.result()
-
-
-class ProgressReader:
-    """A file wrapper that reports each read to a progress callback."""
-
-    def __init__(self, f: BinaryIO, progress: Callable[[int], None]) -> None:
-        self.f = f
-        self.progress = progress
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.progress(len(data))
-        return data
 
 
 def find_app_instance(state: dict[str, Any], image_id: str) -> dict[str, Any] | None:
@@ -297,8 +242,9 @@ def _round_trip(
     say(f"created image {image_id}; uploading (PUT /v2/images/{image_id}/file)")
     progress = Progress("upload", size)
     with source.open("rb") as f:
-        reply = glance.upload(image_id, ProgressReader(f, progress), size=size, piece=4 * units.Mi)
-    up_seconds = progress.finish()
+        reply = glance.upload(image_id, CountingReader(f, progress), size=size, piece=4 * units.Mi)
+    progress.finish()
+    up_seconds = progress.seconds
     if reply.status != 204:
         raise RuntimeError(f"upload failed: HTTP {reply.status}: {reply.text[:500]}")
     image = glance.get_image(image_id)
@@ -308,9 +254,10 @@ def _round_trip(
     say(f"downloading it back (GET /v2/images/{image_id}/file) to {copy}")
     progress = Progress("download", size)
     with copy.open("wb") as f:
-        for chunk in glance.download(image_id, progress=progress):
+        for chunk in glance.download(image_id, progress=progress.update):
             f.write(chunk)
-    down_seconds = progress.finish()
+    progress.finish()
+    down_seconds = progress.seconds
     received = copy.stat().st_size
     say("verifying the downloaded copy: md5 and sha512")
     down_md5, down_sha512 = hash_file(copy)

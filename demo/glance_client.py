@@ -110,10 +110,6 @@ class GlanceClient:
         image: dict[str, Any] = self._json("GET", f"/v2/images/{image_id}")
         return image
 
-    def list_images(self) -> list[dict[str, Any]]:
-        images: list[dict[str, Any]] = self._json("GET", "/v2/images?limit=1000")["images"]
-        return images
-
     def delete_image(self, image_id: str) -> int:
         """DELETE; returns the status (204, or 404 when it is already gone)."""
         return self.request("DELETE", f"/v2/images/{image_id}").status
