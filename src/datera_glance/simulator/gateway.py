@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -51,22 +52,16 @@ class Gateway:
         version = m.group(1) if m else ""
         sub = (m.group(2) or "/") if m else path
         fault = self.faults.take(method, sub)
+        api = functools.partial(self._api, method, version, sub, query, headers, raw)
         if fault is None:
-            return self._api(method, version, sub, query, headers, raw)
+            return api()
         try:
-            return self._faulted(fault, method, version, sub, query, headers, raw)
+            return self._faulted(fault, api, version, sub, method)
         finally:
             self.faults.done()
 
     def _faulted(
-        self,
-        fault: Fault,
-        method: str,
-        version: str,
-        sub: str,
-        query: str,
-        headers: Mapping[str, str],
-        raw: bytes,
+        self, fault: Fault, api: Callable[[], Response], version: str, sub: str, method: str
     ) -> Response:
         """The request under ``fault``: its delay, then its answer before or after the effect."""
         if fault.delay:
@@ -75,7 +70,7 @@ class Gateway:
             instead = fault.answer(version, sub, method)
             if instead is not None:
                 return instead
-        resp = self._api(method, version, sub, query, headers, raw)
+        resp = api()
         if fault.after:
             return fault.answer(version, sub, method) or resp
         return resp
