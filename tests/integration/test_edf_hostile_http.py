@@ -10,13 +10,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from datera_glance.edf import ClientConfig, EdfClient, errors
 from datera_glance.edf.transport import MAX_BODY_BYTES
-from tests.plugins.hostile_http import HostileServer, Script, drip, flood, gzip_bomb
+from tests.plugins.hostile_http import (
+    HostileServer,
+    Script,
+    drip,
+    drip_headers,
+    flood,
+    gzip_bomb,
+)
 
 SYSTEM = ("GET", "/v2.2/system")
 
@@ -65,6 +73,31 @@ def test_a_dripping_server_cannot_hold_a_call_past_its_deadline() -> None:
         error, _took = _outcome(client.system, limit=30)
     assert isinstance(error, errors.ConnectionFailed), error
     assert "not complete within 1.5s" in str(error)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_server_dripping_its_headers_cannot_hold_a_call_past_its_deadline(
+    tls: bool, tmp_path: Path
+) -> None:
+    """The status line, then header lines one byte every 0.1 s for about a minute: requests
+    waits for the headers with no bound but the read time-out of each socket read (before:
+    the call took the whole minute). The connection is cut when the attempt's time is up, and
+    the call ends as a slow answer (retried like one) soon after its deadline."""
+    scripts = {SYSTEM: drip_headers(0.1, 50)}
+    with HostileServer(scripts, tls_dir=tmp_path / "tls" if tls else None) as server:
+        client = _client(
+            server.port,
+            ssl=tls,
+            ca_file=server.ca_file,
+            connect_timeout=0.5,
+            read_timeout=1,
+            retry_deadline=1,
+        )
+        error, took = _outcome(client.system, limit=20)
+    assert isinstance(error, errors.ConnectionFailed), error
+    assert "not complete within 1.5s" in str(error)
+    assert "headers" in str(error)
+    assert took < 10, "the call outlived its deadline by far"
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,15 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from datera_glance.simulator.tls import make_certificate
 
 Script = Callable[[http.server.BaseHTTPRequestHandler], None]
 
@@ -31,6 +35,24 @@ def drip(body: bytes, every: float) -> Script:
             handler.wfile.write(body[i : i + 1])
             handler.wfile.flush()
             time.sleep(every)
+
+    return run
+
+
+def drip_headers(every: float, lines: int) -> Script:
+    """Send a status line, then ``lines`` header lines one byte every ``every`` seconds (each
+    socket read is quick, so only a deadline on the whole answer ends the wait), then a body."""
+
+    def run(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        handler.wfile.flush()
+        for n in range(lines):
+            for byte in f"X-Pad-{n}: x\r\n".encode():
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(every)
+        body = b'{"data": {}}'
+        handler.wfile.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
     return run
 
@@ -101,7 +123,8 @@ def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Scr
 class HostileServer:
     """Serves ``scripts[(METHOD, path)]``; ``PUT /v2.x/login`` answers a session key."""
 
-    def __init__(self, scripts: dict[tuple[str, str], Script]) -> None:
+    def __init__(self, scripts: dict[tuple[str, str], Script], tls_dir: Path | None = None) -> None:
+        """``tls_dir``: serve HTTPS with a fresh certificate made there (``ca_file``)."""
         self.scripts = dict(scripts)
         self.requests: list[tuple[str, str]] = []
         server = self
@@ -133,6 +156,13 @@ class HostileServer:
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        self.ca_file: str | None = None
+        if tls_dir is not None:
+            cert, key = make_certificate(tls_dir)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self.ca_file = str(cert)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

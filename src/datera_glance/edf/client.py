@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
-
-from datera_glance.edf import errors, models, product
+from datera_glance.edf import deadline, errors, models, product
 from datera_glance.edf.access import AccessControl
 from datera_glance.edf.config import HTTPS_PORT, ClientConfig
 from datera_glance.edf.retry import RetryPolicy
@@ -107,7 +105,7 @@ class EdfClient(AccessControl):
         self._own_session = session is None
         transport = Transport(
             config,
-            session=session if session is not None else requests.Session(),
+            session=session if session is not None else deadline.guarded_session(),
             policy=RetryPolicy(deadline=config.retry_deadline, random=random),
             secrets=(config.password,),
             sleep=sleep,

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import requests
 from oslo_utils import strutils
 
-from datera_glance.edf import errors
+from datera_glance.edf import deadline, errors
 from datera_glance.edf.config import ClientConfig
 from datera_glance.edf.retry import RetryPolicy
 
@@ -185,7 +185,9 @@ def _decode(content: bytes) -> Any:
 
 
 class _TooLarge(Exception):
-    """An answer over ``max_body`` bytes (declared or read)."""
+    """An answer over ``max_body`` bytes (declared or read); ``status``: the answer's."""
+
+    status = 0
 
 
 class SlowAnswer(requests.exceptions.ReadTimeout):
@@ -333,21 +335,16 @@ class Transport:
         started = self._clock()
         status: int | None = None
         try:
-            resp = self._session.request(
-                method,
-                self.config.base_url + path,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
-                verify=self.config.verify,
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                body = _read_body(resp, self._max_body, started + self.answer_budget, self._clock)
-            finally:
-                resp.close()
+            answer_by = started + self.answer_budget
+            with deadline.answer_by(answer_by, self._clock) as watch:
+                try:
+                    reply = self._exchange(method, path, headers, data, params, answer_by)
+                except Exception:
+                    if not watch.fired:
+                        raise
+                if watch.fired:  # the timer cut the connection: whatever came of it, too late
+                    raise SlowAnswer("the status line and headers were not all there")
+            status, body, answer_headers = reply
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             elapsed = self._clock() - started
             if isinstance(exc, SlowAnswer):
@@ -355,7 +352,7 @@ class Transport:
             LOG.debug("%s %s -> %s after %.3fs", method, path, type(exc).__name__, elapsed)
             return exc
         except _TooLarge as exc:
-            status = int(resp.status_code)
+            status = exc.status
             message = (
                 f"the cluster's answer is over the {self._max_body} byte limit ({exc}); "
                 "EDF's largest answers are far smaller"
@@ -365,15 +362,46 @@ class Transport:
                 message, status=status, method=method, path=path
             ) from None
         else:
-            status = int(resp.status_code)
             elapsed = self._clock() - started
             LOG.debug("%s %s -> %d in %.3fs", method, path, status, elapsed)
-            return Reply(status, _decode(body), resp.headers)
+            return Reply(status, _decode(body), answer_headers)
         finally:
             if self._on_request is not None:
                 self._on_request(
                     RequestRecord(method, route.template, status, self._clock() - started)
                 )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        data: bytes | None,
+        params: Mapping[str, Any] | None,
+        answer_by: float,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """Send one request; its status, whole body and headers."""
+        resp = self._session.request(
+            method,
+            self.config.base_url + path,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=(self.config.connect_timeout, self.config.read_timeout),
+            verify=self.config.verify,
+            allow_redirects=False,
+            stream=True,
+        )
+        try:
+            status = int(resp.status_code)
+            try:
+                body = _read_body(resp, self._max_body, answer_by, self._clock)
+            except _TooLarge as exc:
+                exc.status = status
+                raise
+            return status, body, resp.headers
+        finally:
+            resp.close()
 
     def _give_up(
         self,
