@@ -1,12 +1,13 @@
-"""A deadline for the status line and headers of an answer, which requests cannot give.
+"""A deadline for a whole answer, which requests cannot give.
 
-requests and urllib3 bound each socket read (the read time-out), never a whole answer. The
-transport reads the body itself and looks at its clock between reads; the status line and the
-headers are read by http.client inside ``Session.request``, where a server sending one byte
-every second holds the call as long as it likes. So the transport's own session
-(``guarded_session``) makes connections whose ``getresponse`` arms a timer for what is left of
-the attempt's time (``answer_by``), and when it fires shuts the socket down: the read waiting
-for headers ends at once and the transport reports a slow answer (``Watch.fired``).
+requests and urllib3 bound each socket read (the read time-out), never a whole answer: a server
+sending one byte a second holds a call as long as it likes. The transport reads the body itself
+and looks at its clock between reads, but the status line and headers are read by http.client
+inside ``Session.request``, and urllib3 1.26 (OpenStack 2025.1, 2025.2) reads a body only in
+whole pieces. So the transport's own session (``guarded_session``) makes connections that, when
+they start waiting for an answer, arm a timer for what is left of the attempt's time
+(``answer_by``); when it fires it shuts the socket down, the read waiting on it ends at once,
+and the transport reports a slow answer (``Watch.fired``). The timers end with the attempt.
 
 A session given to the transport by a caller (a test's fake) is used as it is.
 """
@@ -35,14 +36,19 @@ class Watch:
     def __init__(self, until: float, clock: Callable[[], float]) -> None:
         self.until = until
         self._clock = clock
+        self._timers: list[threading.Timer] = []
         self.fired = False
 
-    def arm(self, sock: object) -> threading.Timer:
-        """A started timer that shuts ``sock`` down when the attempt's time is up."""
+    def arm(self, sock: object) -> None:
+        """Shut ``sock`` down when the attempt's time is up, unless the attempt ends first."""
         timer = threading.Timer(max(0.0, self.until - self._clock()), self._cut, (sock,))
         timer.daemon = True
+        self._timers.append(timer)
         timer.start()
-        return timer
+
+    def disarm(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
 
     def _cut(self, sock: object) -> None:
         self.fired = True
@@ -56,37 +62,34 @@ class Watch:
 
 @contextlib.contextmanager
 def answer_by(until: float, clock: Callable[[], float]) -> Iterator[Watch]:
-    """This thread's requests through a guarded session must have their headers by ``until``
-    (on ``clock``) while the block runs."""
+    """This thread's requests through a guarded session must be answered, headers and body,
+    by ``until`` (on ``clock``) while the block runs."""
     watch = Watch(until, clock)
     _current.watch = watch
     try:
         yield watch
     finally:
         _current.watch = None
+        watch.disarm()
 
 
-@contextlib.contextmanager
-def _guarded(conn: HTTPConnection) -> Iterator[None]:
+def _guard(conn: HTTPConnection) -> None:
+    """Arm this thread's watch, if any, on ``conn``, which now waits for an answer."""
     watch: Watch | None = getattr(_current, "watch", None)
-    timer = watch.arm(conn.sock) if watch is not None and conn.sock is not None else None
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.cancel()
+    if watch is not None and conn.sock is not None:
+        watch.arm(conn.sock)
 
 
 class _GuardedHTTPConnection(HTTPConnection):
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        with _guarded(self):
-            return super().getresponse(*args, **kwargs)
+        _guard(self)
+        return super().getresponse(*args, **kwargs)
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        with _guarded(self):
-            return super().getresponse(*args, **kwargs)
+        _guard(self)
+        return super().getresponse(*args, **kwargs)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -104,7 +107,7 @@ class _GuardedAdapter(requests.adapters.HTTPAdapter):
 
 
 def guarded_session() -> requests.Session:
-    """A ``requests.Session`` whose connections keep ``answer_by``'s deadline for headers."""
+    """A ``requests.Session`` whose connections keep ``answer_by``'s deadline."""
     session = requests.Session()
     adapter = _GuardedAdapter()
     session.mount("http://", adapter)

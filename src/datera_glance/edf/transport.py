@@ -197,8 +197,8 @@ class SlowAnswer(requests.exceptions.ReadTimeout):
 def _read_piece(raw: Any, size: int) -> bytes:
     """Up to ``size`` decoded bytes of a streamed body. urllib3 2 (OpenStack 2026.1 on) has
     ``read1``: what one socket read brings. urllib3 1.26 (2025.1, 2025.2) has only ``read``,
-    which waits for ``size`` bytes or the end, so against a server that drips the deadline is
-    looked at once per piece there (each socket read still ends by the read time-out)."""
+    which waits for ``size`` bytes or the end: against a server that drips, the transport's
+    own session cuts the connection at the deadline there (``deadline``)."""
     read1 = getattr(raw, "read1", None)
     if read1 is None:
         older: bytes = raw.read(size, decode_content=True)
@@ -343,7 +343,7 @@ class Transport:
                     if not watch.fired:
                         raise
                 if watch.fired:  # the timer cut the connection: whatever came of it, too late
-                    raise SlowAnswer("the status line and headers were not all there")
+                    raise SlowAnswer("the connection was cut when its time was up")
             status, body, answer_headers = reply
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             elapsed = self._clock() - started
