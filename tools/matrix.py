@@ -36,6 +36,8 @@ STORE_TESTS = (
     "tests/integration/test_store_contract.py",
     "tests/integration/test_store_faults.py",
     "tests/integration/test_unknown_size.py",
+    # The transport's deadline against a dripping server differs by urllib3 (1.26 before 2026.1).
+    "tests/integration/test_edf_hostile_http.py",
 )
 #: glance-api end to end: what the driver does under each glance (uploads, downloads, deletes,
 #: sizes, lingering, outages, restarts, load, the demo); the feature suites of glance 33
