@@ -109,7 +109,7 @@ class StoreLocation(glance_location.StoreLocation):
 class StoreSettings:
     """The store's configuration, read once by ``configure_add``: one field per option,
     filled and checked by ``options.read`` (``options.SETTINGS`` names each option's field;
-    tests/unit/test_options.py keeps the two equal), and glance's lock path."""
+    tests/unit/test_option_table.py keeps the two equal), and glance's lock path."""
 
     san_ip: str
     san_port: int
