@@ -63,6 +63,7 @@ _STALE_BUILD_SECONDS = 2 * 24 * 3600
 # The paste pipeline (flavor) the harness adds: glance's default one with the context filter of
 # ``demo.noauth`` (a project for every request, so imports can create tasks).
 _PASTE_FLAVOR = "datera-noauth"
+_CACHE_FLAVOR = f"{_PASTE_FLAVOR}+cachemanagement"  # the same with glance's image cache API
 # The one harness module glance-api itself imports; the build carries it beside the package
 # (the wheel does not: the harness is a checkout's, not a glance-api host's).
 _PASTE_MODULE = Path("demo") / "noauth.py"
@@ -718,7 +719,7 @@ py-sys-executable = {self.venv.python}
 
     @property
     def paste_flavor(self) -> str:
-        return f"{_PASTE_FLAVOR}+cachemanagement" if self.image_cache else _PASTE_FLAVOR
+        return _CACHE_FLAVOR if self.image_cache else _PASTE_FLAVOR
 
     def _write_paste_ini(self) -> None:
         """glance's paste file plus our pipelines: its ``default`` and (``image_cache``) its
@@ -739,7 +740,7 @@ py-sys-executable = {self.venv.python}
             raise RuntimeError("unexpected glance-api-paste.ini: no [composite:api] pipelines")
         ours = {
             _PASTE_FLAVOR: pipelines["default"],
-            f"{_PASTE_FLAVOR}+cachemanagement": pipelines["cachemanagement"],
+            _CACHE_FLAVOR: pipelines["cachemanagement"],
         }
         lines = "".join(
             f"{flavor} = {pipeline.replace('unauthenticated-context', 'datera-noauth-context')}\n"

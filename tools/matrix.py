@@ -129,8 +129,7 @@ def run_release(release: str, e2e: bool) -> Row:
         junit = f"--junitxml={MATRIX / release}-e2e.xml"
         rc = _run([*pytest, junit, *E2E_TESTS], log, e2e_env, ROOT) or rc
         summary += f"; e2e: {_summary(log)}"
-    minutes = time.monotonic() - started
-    return Row(release, "passed" if rc == 0 else "FAILED", summary, minutes)
+    return Row(release, "passed" if rc == 0 else "FAILED", summary, time.monotonic() - started)
 
 
 def _summary(log: Path) -> str:

@@ -460,8 +460,8 @@ def sharing_backend(conf: Any, backend: str | None, settings: StoreSettings) -> 
             continue
         with contextlib.suppress(ValueError, cfg.Error, AttributeError):
             group = getattr(conf, name)
-            names = ("datera_san_ip", "datera_san_port", "datera_tenant_id")
-            theirs = tuple(options.read_one(group, name) for name in names)
+            compared = ("datera_san_ip", "datera_san_port", "datera_tenant_id")
+            theirs = tuple(options.read_one(group, option) for option in compared)
             if theirs == mine:
                 return str(name)
     return None

@@ -160,7 +160,7 @@ def _lock_path(path: str) -> Result:
 def _image_tags(target: config.BackendTarget) -> Iterator[Result]:
     """Complete images whose metadata lost ``type: image`` (``ownership.UNTAGGED``)."""
     judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
-    inventory = images.Inventory(target.client, target.settings.tenant, judge)
+    inventory = images.Inventory.of(target, judge)
     untagged = inventory.images(lambda image: image.state == images.UNTAGGED)
     if not untagged:
         yield Result("image tags", OK, "every complete image has type: image")
@@ -198,7 +198,7 @@ def _write_test(target: config.BackendTarget) -> Iterator[Result]:
     try:
         uri = target.store.add(image_id, io.BytesIO(data), len(data), target.hash_algo)[0]
         judge = upload_state.Judge(max_age=0.0)
-        image = images.Inventory(target.client, target.settings.tenant, judge).find(image_id)
+        image = images.Inventory.of(target, judge).find(image_id)
         result = integrity.check_image(target, image) if image else {"status": "not listed"}
     except Exception as exc:
         problem = explain(exc)

@@ -53,7 +53,7 @@ class Collector:
     ) -> None:
         self.target = target
         self.judge = upload_state.Judge(max_age=max_age)
-        self.inventory = images.Inventory(target.client, target.settings.tenant, self.judge)
+        self.inventory = images.Inventory.of(target, self.judge)
         self.sleep = sleep
 
     def candidates(self) -> list[images.Image]:

@@ -124,6 +124,11 @@ class Inventory:
         self.tenant = tenant
         self.judge = judge
 
+    @classmethod
+    def of(cls, target: BackendTarget, judge: upload_state.Judge) -> Inventory:
+        """The inventory of the configured backend's tenant, through its client."""
+        return cls(target.client, target.settings.tenant, judge)
+
     def _read(self, ai: models.AppInstance) -> Image | None:
         if ai.tenant != self.tenant:  # never anything of another tenant
             return None
@@ -171,7 +176,7 @@ def require(target: BackendTarget, image_id: str, max_age: float) -> Image:
     """The image ``image_id`` of the target's tenant; CliError when there is none or it is not
     glance's (show, get, rm and verify name one image this way)."""
     judge = upload_state.Judge(max_age=max_age)
-    image = Inventory(target.client, target.settings.tenant, judge).find(image_id)
+    image = Inventory.of(target, judge).find(image_id)
     if image is None:
         raise CliError(
             f"no image {image_id} in tenant {target.settings.tenant}",

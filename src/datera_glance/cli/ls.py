@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     output.setup_logging(args.verbose)
     with config.opened(args) as target:
         judge = upload_state.Judge(max_age=args.older_than)
-        inventory = images.Inventory(target.client, target.settings.tenant, judge)
+        inventory = images.Inventory.of(target, judge)
         found = inventory.images(
             lambda image: not args.orphans or image.state == images.ORPHAN, foreign=args.all
         )

@@ -39,7 +39,7 @@ def _selected(target: config.BackendTarget, args: argparse.Namespace) -> list[im
         raise CliError("name the images to verify, or pass --all (not both)")
     if args.all:
         judge = upload_state.Judge(max_age=upload_state.DEFAULT_MAX_AGE)
-        inventory = images.Inventory(target.client, target.settings.tenant, judge)
+        inventory = images.Inventory.of(target, judge)
         return inventory.images(lambda image: image.state in (images.COMPLETE, images.UNTAGGED))
     return [
         images.require(target, image_id, upload_state.DEFAULT_MAX_AGE)

@@ -77,6 +77,13 @@ def _ref_path(ref: Any, where: str) -> str:
     raise Malformed(where, "a reference", ref)
 
 
+def _refs(obj: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """The paths of an array of references that may be absent."""
+    return tuple(
+        _ref_path(ref, f"{where}.{key}[{i}]") for i, ref in enumerate(_items(obj, key, where))
+    )
+
+
 @dataclass(frozen=True)
 class System:
     """``GET /system``: identity, product version and capacity in bytes."""
@@ -163,14 +170,7 @@ class AclPolicy:
     def from_json(cls, obj: Any, where: str = "acl_policy") -> AclPolicy:
         obj = entity(obj, where)
         return cls(
-            initiators=tuple(
-                _ref_path(r, f"{where}.initiators[{i}]")
-                for i, r in enumerate(_items(obj, "initiators", where))
-            ),
-            groups=tuple(
-                _ref_path(r, f"{where}.initiator_groups[{i}]")
-                for i, r in enumerate(_items(obj, "initiator_groups", where))
-            ),
+            initiators=_refs(obj, "initiators", where), groups=_refs(obj, "initiator_groups", where)
         )
 
 

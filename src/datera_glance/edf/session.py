@@ -351,31 +351,30 @@ class ApiSession:
         self, route: Route, params: Mapping[str, Any]
     ) -> tuple[list[dict[str, Any]], Mapping[str, Any]]:
         """One page: its items (each an object) and its ``metadata`` (an object)."""
-        body = self._collection_page(route, params)
-        data, meta = body.get("data"), body.get("metadata")
-        path = self._path(route)
-        if data is not None and not isinstance(data, list):
-            raise self.unexpected(
-                "GET", path, f"data should be an array, not {type(data).__name__}"
-            )
-        if meta is not None and not isinstance(meta, Mapping):
-            problem = f"metadata should be an object, not {type(meta).__name__} {meta!r:.40}"
-            raise self.unexpected("GET", path, problem)
-        for i, item in enumerate(data or ()):
-            if not isinstance(item, dict):
-                problem = f"data[{i}] should be an object, not {type(item).__name__}"
-                raise self.unexpected("GET", path, problem)
-        return list(data or ()), meta or {}
+        return self.parsed("GET", route, _page_parts, self._collection_page(route, params))
 
     def _collection_page(self, route: Route, params: Mapping[str, Any]) -> dict[str, Any]:
         """One page of a collection, with its envelope (``data`` and ``metadata``)."""
         reply = self._exchange("GET", route, params=params)
         if reply.status >= 400:
-            path = f"/v{self.api_version}/{route.path}"
-            err = self.transport.error(reply, "GET", path, self._secrets())
+            err = self.transport.error(reply, "GET", self._path(route), self._secrets())
             # Some releases answer an empty collection with an error "No data at ..."
             # (the SDK's list() turns it into an empty list too).
             if err.message.startswith("No data at "):
                 return {"data": []}
             raise err
         return reply.body if isinstance(reply.body, dict) else {"data": reply.body}
+
+
+def _page_parts(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Mapping[str, Any]]:
+    """A listing page's items (each an object) and ``metadata`` (an object);
+    ``errors.Malformed`` naming the field that is neither."""
+    data, meta = body.get("data"), body.get("metadata")
+    if data is not None and not isinstance(data, list):
+        raise errors.Malformed("data", "an array", data)
+    if meta is not None and not isinstance(meta, Mapping):
+        raise errors.Malformed("metadata", "an object", meta)
+    for i, item in enumerate(data or ()):
+        if not isinstance(item, dict):
+            raise errors.Malformed(f"data[{i}]", "an object", item)
+    return list(data or ()), meta or {}

@@ -187,7 +187,9 @@ def _decode(content: bytes) -> Any:
 class _TooLarge(Exception):
     """An answer over ``max_body`` bytes (declared or read); ``status``: the answer's."""
 
-    status = 0
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 class SlowAnswer(requests.exceptions.ReadTimeout):
@@ -214,9 +216,10 @@ def _read_body(resp: Any, max_body: int, answer_by: float, clock: Callable[[], f
     piece), so the clock is looked at after every read of a dripping server; a read itself
     waits at most the read time-out.
     """
+    status = int(resp.status_code)
     declared = resp.headers.get("Content-Length")
     if declared and declared.strip().isdigit() and int(declared) > max_body:
-        raise _TooLarge(f"Content-Length {int(declared)}")
+        raise _TooLarge(f"Content-Length {int(declared)}", status)
     pieces: list[bytes] = []
     size = 0
     while True:
@@ -227,7 +230,7 @@ def _read_body(resp: Any, max_body: int, answer_by: float, clock: Callable[[], f
             return b"".join(pieces)
         size += len(piece)
         if size > max_body:
-            raise _TooLarge(f"more than {size - len(piece)} bytes")
+            raise _TooLarge(f"more than {size - len(piece)} bytes", status)
         pieces.append(piece)
 
 
@@ -393,13 +396,8 @@ class Transport:
             stream=True,
         )
         try:
-            status = int(resp.status_code)
-            try:
-                body = _read_body(resp, self._max_body, answer_by, self._clock)
-            except _TooLarge as exc:
-                exc.status = status
-                raise
-            return status, body, resp.headers
+            body = _read_body(resp, self._max_body, answer_by, self._clock)
+            return int(resp.status_code), body, resp.headers
         finally:
             resp.close()
 
